@@ -1,0 +1,167 @@
+"""The plugin's options: the ``mipo:`` block of an Axolotl YAML.
+
+Axolotl merges this pydantic model into its config schema and silently drops
+keys it does not know. To make a typo fail loudly, every option lives in one
+nested ``mipo:`` block whose models forbid extra keys, so ``mipo: {stratgy: x}``
+is rejected with a message naming ``stratgy``. ``MIPOPlugin.register`` also
+rejects top-level keys that start with ``mipo_`` (a common mistake: options
+written flat instead of inside the block).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MIPODatasetConfig(_Strict):
+    """One input dataset and how its rows split into user context and query."""
+
+    path: str = Field(description="local file (.jsonl/.json/.csv/.parquet) or folder, or a datasets hub name")
+    split: str = "train"
+    data_files: list[str] | None = None
+    format: Literal["context_query", "messages", "prompt"] = Field(
+        default="context_query",
+        description=(
+            "context_query: a context field and a query field; messages: chat messages, the user context "
+            "is the message with context_role (or the context_field if set); prompt: a plain prompt "
+            "(reasoning variant, no user context)"
+        ),
+    )
+    context_field: str | None = Field(
+        default=None, description="field holding the user context (default 'context' for context_query)"
+    )
+    query_field: str = "query"
+    messages_field: str = "messages"
+    context_role: str = Field(default="system", description="messages format: role of the message that is the context")
+    prompt_field: str = "prompt"
+    reference_field: str | None = Field(default=None, description="optional reference response, kept for evaluation")
+    max_rows: int | None = Field(default=None, ge=1, description="use only the first N rows")
+
+
+class MIPOGenerationConfig(_Strict):
+    """How the base model generates the chosen and rejected responses (paper defaults)."""
+
+    backend: Literal["hf"] = "hf"
+    max_new_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=0.1, ge=0.0)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1)
+    do_sample: bool = True
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    batch_size: int = Field(default=8, ge=1)
+    max_prompt_tokens: int | None = Field(
+        default=None, ge=1, description="prompts longer than this are an error (default: sequence_len)"
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str | None = Field(default=None, description="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    load_in_4bit: bool | None = Field(
+        default=None, description="quantize the generation model (default: follow the top-level load_in_4bit)"
+    )
+
+
+class MIPOConfig(_Strict):
+    """Every option of axolotl-mipo. See the README's config reference."""
+
+    datasets: list[MIPODatasetConfig] = Field(min_length=1)
+    strategy: str = Field(
+        default="drop_context",
+        description="pairing strategy: a registered name, an axolotl_mipo.pairing entry point, or module:object",
+    )
+    strategy_kwargs: dict[str, Any] = Field(default_factory=dict)
+    context_placement: Literal["system", "user_prefix"] = Field(
+        default="system",
+        description="where the context goes in the prompt: a system message, or prepended to the first user turn",
+    )
+    context_template: str = Field(
+        default="{context}",
+        description="how the context text is rendered; must contain {context}",
+    )
+    user_prefix_template: str = Field(
+        default="{context}\n\n{query}",
+        description="context_placement user_prefix: how context and first user turn are joined",
+    )
+    seed: int = 42
+    cache_dir: str | None = Field(
+        default=None, description="generation cache folder (default: <dataset_prepared_path or output_dir>/mipo_cache)"
+    )
+    regenerate: bool = Field(default=False, description="ignore the cache and generate again")
+    generation: MIPOGenerationConfig = Field(default_factory=MIPOGenerationConfig)
+    val_fraction: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction of pairs held out for eval")
+
+    # -- loss hooks (RMiPO / PerCE); the trainer reads them through training args
+    loss: Literal["dpo", "rmipo", "perce", "rmipo+perce"] = "dpo"
+    rmipo_form: Literal["reference_free", "dpo"] = "reference_free"
+    rmipo_beta: float = Field(default=2.0, gt=0.0)
+    rmipo_gamma_min: float = 0.3
+    rmipo_gamma_max: float = 1.6
+    perce_alpha: float = Field(default=1.0, ge=0.0, description="weight of the auxiliary PerCE term on chosen")
+    perce_clip_min: float = 0.8
+    perce_clip_max: float = 5.0
+    perce_token_weighted_dpo: bool = Field(
+        default=True, description="weight the DPO sequence log-probs of policy and reference by PerCE weights"
+    )
+    perce_weights_from: Literal["policy", "reference"] = "policy"
+
+    @field_validator("context_template")
+    @classmethod
+    def _template_has_context(cls, v: str) -> str:
+        if "{context}" not in v:
+            raise ValueError("mipo.context_template must contain '{context}'")
+        return v
+
+    @field_validator("user_prefix_template")
+    @classmethod
+    def _prefix_template(cls, v: str) -> str:
+        if "{context}" not in v or "{query}" not in v:
+            raise ValueError("mipo.user_prefix_template must contain both '{context}' and '{query}'")
+        return v
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("mipo.strategy must name a pairing strategy, e.g. drop_context")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _combinations(self) -> "MIPOConfig":
+        if self.rmipo_gamma_min > self.rmipo_gamma_max:
+            raise ValueError(
+                f"mipo.rmipo_gamma_min ({self.rmipo_gamma_min}) must be <= mipo.rmipo_gamma_max ({self.rmipo_gamma_max})"
+            )
+        if self.perce_clip_min > self.perce_clip_max:
+            raise ValueError(
+                f"mipo.perce_clip_min ({self.perce_clip_min}) must be <= mipo.perce_clip_max ({self.perce_clip_max})"
+            )
+        if self.strategy == "mismatched_prompt":
+            bad = [i for i, d in enumerate(self.datasets) if d.format != "prompt"]
+            if bad:
+                raise ValueError(
+                    f"mipo.strategy mismatched_prompt is the reasoning variant and needs format: prompt; "
+                    f"mipo.datasets[{bad[0]}].format is {self.datasets[bad[0]].format!r}"
+                )
+        elif self.strategy in ("drop_context", "swap_context"):
+            bad = [i for i, d in enumerate(self.datasets) if d.format == "prompt"]
+            if bad:
+                raise ValueError(
+                    f"mipo.strategy {self.strategy} needs a user context, but mipo.datasets[{bad[0]}].format is "
+                    "'prompt' (no context); use format context_query or messages, or strategy mismatched_prompt"
+                )
+        if "perce" in self.loss and any(d.format == "prompt" for d in self.datasets):
+            raise ValueError(
+                "mipo.loss perce weights tokens by their dependence on the user context, but a dataset has "
+                "format 'prompt' (no context); use loss dpo or rmipo"
+            )
+        return self
+
+
+class MIPOArgs(BaseModel):
+    """Merged into Axolotl's config schema (see ``MIPOPlugin.get_input_args``)."""
+
+    mipo: MIPOConfig | None = None

@@ -1,0 +1,130 @@
+"""Rows -> generation -> pairing -> the DPO dataset Axolotl's trainer consumes.
+
+The output is TRL's *conversational* preference format, one row per pair:
+
+* ``prompt`` — chat messages with the user context (as the pair's strategy set it);
+* ``chosen`` / ``rejected`` — one assistant message each;
+* ``prompt_no_context`` — the same conversation without the user context (PerCE's
+  second forward and evaluation use it);
+* ``mipo_strategy``, ``mipo_row``, ``mipo_source``, ``mipo_meta`` — provenance.
+
+TRL applies the tokenizer's chat template to ``prompt`` exactly as the
+generation step did, so a chosen response is trained under the prompt it was
+generated from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from axolotl_mipo.data.example import Example
+from axolotl_mipo.data.prompts import PromptFormat, build_messages
+from axolotl_mipo.errors import MIPODataError, MIPOStrategyError
+from axolotl_mipo.generation.base import GenerationBackend, GenerationStats, generate_with_cache
+from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.pairing.base import GenRequest, PairingStrategy
+
+LOG = logging.getLogger("axolotl_mipo.builder")
+
+
+@dataclass
+class BuildStats:
+    rows: int = 0
+    pairs_planned: int = 0
+    pairs_kept: int = 0
+    dropped_empty: int = 0
+    dropped_identical: int = 0
+    generation: GenerationStats = field(default_factory=GenerationStats)
+
+    def summary(self) -> str:
+        return (
+            f"mipo: {self.rows} rows -> {self.pairs_planned} pairs planned, {self.pairs_kept} kept "
+            f"({self.dropped_empty} dropped for an empty response, {self.dropped_identical} for identical "
+            f"chosen and rejected)"
+        )
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> str:
+    """The exact text the model is asked to continue (chat template + generation prompt)."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def build_preference_rows(
+    examples: Sequence[Example],
+    strategy: PairingStrategy,
+    backend: GenerationBackend,
+    cache: GenerationCache,
+    tokenizer,
+    *,
+    fmt: PromptFormat | None = None,
+    seed: int = 42,
+    max_prompt_tokens: int | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], BuildStats]:
+    """Validate, generate what is missing, pair, and return the DPO rows."""
+    fmt = fmt or PromptFormat()
+    stats = BuildStats(rows=len(examples))
+    # everything that can be checked is checked before the first token is generated
+    strategy.validate(examples)
+    requests = list(dict.fromkeys(strategy.requests(examples, seed)))
+    for r in requests:
+        if not 0 <= r.row < len(examples):
+            raise MIPOStrategyError(f"strategy {strategy.name!r} asked for row {r.row}, which does not exist")
+    texts = {r: render_prompt(tokenizer, build_messages(examples[r.row].messages, r.context, fmt)) for r in requests}
+    if max_prompt_tokens is not None:
+        order = list(texts)
+        lengths = backend.prompt_lengths([texts[r] for r in order])
+        for r, n in zip(order, lengths):
+            if n > max_prompt_tokens:
+                ex = examples[r.row]
+                raise MIPODataError(
+                    f"the rendered prompt is {n} tokens, longer than the limit of {max_prompt_tokens} "
+                    "(sequence_len or mipo.generation.max_prompt_tokens); shorten the context/query, "
+                    "or raise the limit",
+                    row=ex.index, field="context" if r.context else "query", source=ex.source or None,
+                )
+    generated, stats.generation = generate_with_cache(backend, list(texts.values()), cache, progress=progress)
+    responses: dict[GenRequest, str] = {r: generated[t].text for r, t in texts.items()}
+
+    pairs = strategy.pair(examples, responses, seed)
+    stats.pairs_planned = len(pairs)
+    rows: list[dict] = []
+    for p in pairs:
+        if p.chosen not in responses or p.rejected not in responses:
+            raise MIPOStrategyError(
+                f"strategy {strategy.name!r} paired a generation it did not request in requests(): "
+                f"{p.chosen if p.chosen not in responses else p.rejected}"
+            )
+        chosen, rejected = responses[p.chosen], responses[p.rejected]
+        if not chosen.strip() or not rejected.strip():
+            stats.dropped_empty += 1
+            continue
+        if chosen.strip() == rejected.strip():
+            # identical responses carry no preference signal
+            stats.dropped_identical += 1
+            continue
+        ex = examples[p.row]
+        rows.append(
+            {
+                "prompt": build_messages(ex.messages, p.prompt_context, fmt),
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "prompt_no_context": build_messages(ex.messages, None, fmt),
+                "mipo_strategy": strategy.name,
+                "mipo_row": ex.index,
+                "mipo_source": ex.source,
+                "mipo_meta": json.dumps(p.meta, sort_keys=True, default=str),
+            }
+        )
+    stats.pairs_kept = len(rows)
+    LOG.info(stats.summary())
+    if not rows:
+        raise MIPODataError(
+            f"no usable pairs: {stats.pairs_planned} planned, {stats.dropped_empty} had an empty response and "
+            f"{stats.dropped_identical} identical chosen and rejected responses; raise "
+            "mipo.generation.max_new_tokens or temperature, or check the chat template"
+        )
+    return rows, stats

@@ -1,0 +1,232 @@
+"""The ``hf`` backend: batched ``model.generate`` with the model being trained.
+
+Sampling is made independent of batching: instead of ``do_sample=True`` (one
+RNG stream shared by the whole batch, so a response depends on its neighbours),
+each prompt gets its own generator seeded from ``(seed, prompt)`` and the next
+token is drawn by the Gumbel-max trick on the tempered, top-p/top-k filtered
+logits. The draw is exactly a sample from the same distribution, and a prompt
+gets the same response whichever batch it lands in. That is what lets an
+interrupted run resume, several strategies share a generation, and ranks split
+the work, all producing the rows an uninterrupted single run would.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from axolotl_mipo.generation.base import GenerationBackend, GenerationResult
+from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
+
+LOG = logging.getLogger("axolotl_mipo.generation")
+
+
+def _prompt_seed(seed: int, prompt: str) -> int:
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class PerRowGumbelSampler:
+    """Logits processor: adds per-row Gumbel noise so that greedy decoding samples."""
+
+    def __init__(self, seeds: Sequence[int], device: torch.device):
+        self.generators = []
+        for s in seeds:
+            g = torch.Generator(device="cpu")
+            g.manual_seed(s)
+            self.generators.append(g)
+        self.device = device
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        vocab = scores.shape[-1]
+        # uniform noise is drawn on the CPU per row so it does not depend on device kernels
+        u = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64) for g in self.generators])
+        gumbel = -torch.log(-torch.log(u.clamp_(1e-300, 1.0 - 1e-16)))
+        scores = scores.float()
+        finite = torch.isfinite(scores)
+        return torch.where(finite, scores + gumbel.to(scores.device, torch.float32), scores)
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class HFBackend(GenerationBackend):
+    name = "hf"
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        model_id: dict,
+        max_new_tokens: int = 512,
+        temperature: float = 0.1,
+        top_p: float = 0.9,
+        top_k: int | None = None,
+        do_sample: bool = True,
+        repetition_penalty: float | None = None,
+        batch_size: int = 8,
+        seed: int = 42,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.sample = do_sample and temperature > 0
+        self.repetition_penalty = repetition_penalty
+        self.batch_size = batch_size
+        self.seed = seed
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self.eos_ids = sorted(eos_ids)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    @classmethod
+    def from_config(cls, cfg, mipo_cfg, tokenizer) -> "HFBackend":
+        """Load ``cfg.base_model`` for generation, as Axolotl would for training (without adapters)."""
+        from transformers import AutoModelForCausalLM
+
+        gen = mipo_cfg.generation
+        device = gen.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype_name = gen.dtype
+        if dtype_name == "auto":
+            dtype_name = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        kwargs = {
+            "dtype": getattr(torch, dtype_name),
+            "trust_remote_code": bool(cfg.get("trust_remote_code") or False),
+        }
+        if cfg.get("revision_of_model"):
+            kwargs["revision"] = cfg.get("revision_of_model")
+        load_4bit = gen.load_in_4bit if gen.load_in_4bit is not None else bool(cfg.get("load_in_4bit"))
+        if load_4bit and device.startswith("cuda"):
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_compute_dtype=kwargs["dtype"],
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+            )
+            kwargs["device_map"] = {"": device}
+        model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **kwargs)
+        if "device_map" not in kwargs:
+            model.to(device)
+        model.eval()
+        return cls(
+            model,
+            tokenizer,
+            model_id={**model_fingerprint(cfg.base_model, cfg.get("revision_of_model")), "4bit": load_4bit,
+                      "dtype": dtype_name},
+            max_new_tokens=gen.max_new_tokens,
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            top_k=gen.top_k,
+            do_sample=gen.do_sample,
+            repetition_penalty=gen.repetition_penalty,
+            batch_size=gen.batch_size,
+            seed=mipo_cfg.seed,
+        )
+
+    def cache_key_parts(self) -> dict:
+        return {
+            "backend": self.name,
+            "sampler": "per-row-gumbel-v1",
+            "model": self.model_id,
+            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature if self.sample else 0.0,
+            "top_p": self.top_p if self.sample else 1.0,
+            "top_k": self.top_k if self.sample else None,
+            "repetition_penalty": self.repetition_penalty,
+            "seed": self.seed if self.sample else None,
+        }
+
+    def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
+        enc = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        return [len(x) for x in enc]
+
+    def _processors(self, prompts: Sequence[str]):
+        from transformers import (
+            LogitsProcessorList,
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        procs = LogitsProcessorList()
+        if self.repetition_penalty is not None and self.repetition_penalty != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
+        if self.sample:
+            procs.append(TemperatureLogitsWarper(self.temperature))
+            if self.top_k is not None:
+                procs.append(TopKLogitsWarper(self.top_k))
+            if self.top_p < 1.0:
+                procs.append(TopPLogitsWarper(self.top_p))
+            procs.append(PerRowGumbelSampler([_prompt_seed(self.seed, p) for p in prompts], self.model.device))
+        return procs
+
+    @torch.no_grad()
+    def _generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
+        tok = self.tokenizer
+        old_side = tok.padding_side
+        tok.padding_side = "left"  # decoder-only generation continues from the right edge
+        try:
+            enc = tok(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
+        finally:
+            tok.padding_side = old_side
+        enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        from transformers import GenerationConfig
+
+        gcfg = GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+        )
+        out = self.model.generate(**enc, generation_config=gcfg, logits_processor=self._processors(prompts))
+        new = out[:, enc["input_ids"].shape[1] :]
+        results = []
+        for row in new.tolist():
+            n = 0
+            for t in row:
+                if t in self.eos_ids or t == self.pad_id:
+                    break
+                n += 1
+            text = tok.decode(row[:n], skip_special_tokens=True).strip()
+            results.append(GenerationResult(text, n))
+        return results
+
+    def generate_batch(self, prompts: Sequence[str]) -> list[GenerationResult]:
+        try:
+            return self._generate(prompts)
+        except Exception as exc:
+            if not is_oom(exc) or len(prompts) == 1:
+                raise
+        # out of memory: halve and keep going; remember the smaller size for the next batches
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = max(1, len(prompts) // 2)
+        self.batch_size = half
+        LOG.warning(f"out of memory on a batch of {len(prompts)}; continuing with batches of {half}")
+        return self.generate_batch(prompts[:half]) + self.generate_batch(prompts[half:])
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,124 @@
+"""The pairing-strategy interface.
+
+A strategy decides, for each input row, which two generations become the
+chosen and the rejected response of a DPO pair. It works in two phases so that
+the dataset builder can batch generation across rows and strategies and
+validate everything before the first token is generated:
+
+1. ``validate(examples)`` raises :class:`~axolotl_mipo.errors.MIPOStrategyError`
+   (or :class:`~axolotl_mipo.errors.MIPODataError` naming the row) when the rows
+   cannot support the strategy, e.g. fewer than two distinct contexts.
+2. ``requests(examples, seed)`` lists the generations it needs. A
+   :class:`GenRequest` names a row (its messages) and the context to generate
+   with (``None`` = no context). The builder generates each distinct request
+   once, even when several strategies ask for it.
+3. ``pair(examples, responses, seed)`` turns the generated responses into
+   :class:`Pair` objects. It must be deterministic given ``seed`` and must
+   call ``requests`` lookups only for requests it listed in step 2.
+
+Rows are addressed by their *position* in ``examples`` (``Example.index`` is
+the row number in the user's file, kept for messages).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from axolotl_mipo.data.example import Example
+from axolotl_mipo.errors import MIPODataError, MIPOStrategyError
+
+
+@dataclass(frozen=True, order=True)
+class GenRequest:
+    """Generate a response to row ``row``'s messages, with ``context`` as the user context (``None``: none)."""
+
+    row: int
+    context: str | None = None
+
+
+@dataclass
+class Pair:
+    """One DPO pair, stored under row ``row``'s prompt with ``prompt_context`` as its context.
+
+    ``prompt_context`` is the context the training prompt carries: for the
+    personalization strategies it is the row's own context (the paper stores
+    both responses under the context-augmented prompt); for the reasoning
+    variant it is ``None``.
+    """
+
+    row: int
+    prompt_context: str | None
+    chosen: GenRequest
+    rejected: GenRequest
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class PairingStrategy(ABC):
+    """Base class of every pairing strategy.
+
+    Subclasses set the class attributes below so that the builder can check the
+    input before generating, and implement :meth:`requests` and :meth:`pair`.
+    Options from the YAML's ``mipo.strategy_kwargs`` arrive as keyword
+    arguments of ``__init__``.
+    """
+
+    #: registry name, as written in the YAML (``mipo.strategy``)
+    name: ClassVar[str] = ""
+    #: every row must carry a non-empty user context
+    needs_context: ClassVar[bool] = True
+    #: the strategy needs at least this many distinct contexts among the rows
+    min_distinct_contexts: ClassVar[int] = 1
+    #: the strategy needs at least this many distinct prompts (queries) among the rows
+    min_distinct_prompts: ClassVar[int] = 1
+    #: how many generations the strategy asks for per row (documentation and progress estimates)
+    generations_per_row: ClassVar[int] = 2
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise MIPOStrategyError(
+                f"pairing strategy {self.name!r} takes no options, got {sorted(options)}; "
+                "remove them from mipo.strategy_kwargs"
+            )
+
+    # -- phase 1 -------------------------------------------------------------
+    def validate(self, examples: Sequence[Example]) -> None:
+        """Raise a documented error if ``examples`` cannot support this strategy."""
+        if not examples:
+            raise MIPOStrategyError(f"pairing strategy {self.name!r} got a dataset of zero rows; check mipo.datasets")
+        if self.needs_context:
+            for pos, ex in enumerate(examples):
+                if ex.context is None or not ex.context.strip():
+                    raise MIPODataError(
+                        f"pairing strategy {self.name!r} needs a user context in every row, this one has none; "
+                        "set the context field (mipo.datasets[].context_field) or use strategy mismatched_prompt",
+                        row=ex.index,
+                        field="context",
+                        source=ex.source or None,
+                    )
+        if self.min_distinct_contexts > 1:
+            n = len({ex.context for ex in examples})
+            if n < self.min_distinct_contexts:
+                raise MIPOStrategyError(
+                    f"pairing strategy {self.name!r} needs at least {self.min_distinct_contexts} distinct user "
+                    f"contexts, the data has {n}; add rows from other users or use strategy drop_context"
+                )
+        if self.min_distinct_prompts > 1:
+            n = len({ex.query_key for ex in examples})
+            if n < self.min_distinct_prompts:
+                raise MIPOStrategyError(
+                    f"pairing strategy {self.name!r} needs at least {self.min_distinct_prompts} distinct prompts, "
+                    f"the data has {n}; add rows with other prompts"
+                )
+
+    # -- phase 2 -------------------------------------------------------------
+    @abstractmethod
+    def requests(self, examples: Sequence[Example], seed: int) -> list[GenRequest]:
+        """The generations this strategy needs, in a deterministic order."""
+
+    # -- phase 3 -------------------------------------------------------------
+    @abstractmethod
+    def pair(self, examples: Sequence[Example], responses: Mapping[GenRequest, str], seed: int) -> list[Pair]:
+        """Build the pairs from the generated responses (deterministic given ``seed``)."""

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole MIPO job on the CPU: build a tiny local Llama, generate the pairs
+# with it, and train a LoRA adapter with `axolotl train`. Run it twice: the
+# second run reuses the generation cache (see "reusing ... cached generations").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export AXOLOTL_DO_NOT_TRACK=1 HF_HUB_OFFLINE=1
+.venv/bin/python -m axolotl_mipo.testing.tiny ./tiny-model
+.venv/bin/axolotl train example_configs/mipo-tiny-cpu.yml
+ls -l outputs/mipo-tiny-cpu/adapter_model.safetensors

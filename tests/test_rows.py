@@ -1,0 +1,119 @@
+"""Input rows: the three formats, and errors that name the field, the row and the fix."""
+
+import json
+
+import pytest
+
+from axolotl_mipo.args import MIPODatasetConfig
+from axolotl_mipo.data.rows import load_examples, split_row
+from axolotl_mipo.errors import MIPODataError
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_context_query_rows(tmp_path):
+    p = _write_jsonl(tmp_path / "d.jsonl", [{"persona": "likes jazz", "q": "hi", "ref": "hello"}])
+    cfg = MIPODatasetConfig(path=str(p), context_field="persona", query_field="q", reference_field="ref")
+    [ex] = load_examples([cfg])
+    assert ex.context == "likes jazz"
+    assert ex.messages == (("user", "hi"),)
+    assert ex.meta["reference"] == "hello"
+    assert ex.index == 0 and ex.source == str(p)
+
+
+def test_messages_rows_system_is_context_and_final_assistant_is_reference():
+    cfg = MIPODatasetConfig(path="x", format="messages")
+    row = {
+        "messages": [
+            {"role": "system", "content": "I am vegan."},
+            {"role": "user", "content": "dinner?"},
+            {"role": "assistant", "content": "tofu"},
+            {"role": "user", "content": "and dessert?"},
+            {"role": "assistant", "content": "sorbet"},
+        ]
+    }
+    ex = split_row(row, cfg, 3, "x")
+    assert ex.context == "I am vegan."
+    assert ex.messages == (("user", "dinner?"), ("assistant", "tofu"), ("user", "and dessert?"))
+    assert ex.meta["reference"] == "sorbet"
+
+
+def test_messages_rows_with_context_field():
+    cfg = MIPODatasetConfig(path="x", format="messages", context_field="profile")
+    ex = split_row({"profile": "p", "messages": [{"role": "user", "content": "q"}]}, cfg, 0, "x")
+    assert ex.context == "p" and ex.messages == (("user", "q"),)
+
+
+def test_prompt_rows_have_no_context():
+    cfg = MIPODatasetConfig(path="x", format="prompt")
+    ex = split_row({"prompt": "2+2?"}, cfg, 0, "x")
+    assert ex.context is None and ex.messages == (("user", "2+2?"),)
+
+
+@pytest.mark.parametrize(
+    "row, fmt, field, needle",
+    [
+        ({"query": "q"}, "context_query", "context", "missing"),
+        ({"context": "c"}, "context_query", "query", "missing"),
+        ({"context": "  \n", "query": "q"}, "context_query", "context", "empty"),
+        ({"context": "c", "query": ""}, "context_query", "query", "empty"),
+        ({"context": 5, "query": "q"}, "context_query", "context", "must be a string"),
+        ({"messages": [{"role": "user", "content": "q"}]}, "messages", "messages", "role 'system'"),
+        ({"messages": []}, "messages", "messages", "non-empty list"),
+        ({"messages": [{"role": "system", "content": "c"}, {"role": "assistant", "content": "a"}]},
+         "messages", "messages", "end with a user turn"),
+        ({"prompt": None}, "prompt", "prompt", "missing"),
+    ],
+)
+def test_bad_rows_name_field_and_row(row, fmt, field, needle):
+    cfg = MIPODatasetConfig(path="data.jsonl", format=fmt)
+    with pytest.raises(MIPODataError) as err:
+        split_row(row, cfg, 7, "data.jsonl")
+    msg = str(err.value)
+    assert "row 7" in msg and f"field {field!r}" in msg and needle in msg
+    assert err.value.row == 7 and err.value.field == field
+
+
+def test_missing_field_message_says_how_to_fix():
+    cfg = MIPODatasetConfig(path="d.jsonl")
+    with pytest.raises(MIPODataError, match=r"mipo.datasets\[\].context_field"):
+        split_row({"persona": "c", "query": "q"}, cfg, 0, "d.jsonl")
+
+
+def test_zero_rows(tmp_path):
+    p = tmp_path / "empty.jsonl"
+    p.write_text("\n")
+    with pytest.raises(MIPODataError, match="zero rows"):
+        load_examples([MIPODatasetConfig(path=str(p))])
+
+
+def test_broken_jsonl_line_is_named(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"context": "c", "query": "q"}\n{"context": "c", "query": \n', encoding="utf-8")
+    with pytest.raises(MIPODataError, match="line 2 is not valid JSON"):
+        load_examples([MIPODatasetConfig(path=str(p))])
+
+
+def test_non_utf8_line_is_named(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'{"context": "c", "query": "q"}\n{"context": "\xff", "query": "q"}\n')
+    with pytest.raises(MIPODataError, match="line 2 is not valid UTF-8"):
+        load_examples([MIPODatasetConfig(path=str(p))])
+
+
+def test_json_list_csv_and_max_rows(tmp_path):
+    j = tmp_path / "d.json"
+    j.write_text(json.dumps([{"context": f"c{i}", "query": "q"} for i in range(5)]))
+    c = tmp_path / "d.csv"
+    c.write_text("context,query\nc1,q1\nc2,q2\n")
+    exs = load_examples([MIPODatasetConfig(path=str(j), max_rows=3), MIPODatasetConfig(path=str(c))])
+    assert [e.context for e in exs] == ["c0", "c1", "c2", "c1", "c2"]
+    assert [e.index for e in exs] == [0, 1, 2, 0, 1]
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(MIPODataError, match="mipo.datasets"):
+        load_examples([MIPODatasetConfig(path=str(tmp_path / "nope" / "x.jsonl"))])
