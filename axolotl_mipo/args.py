@@ -165,3 +165,45 @@ class MIPOArgs(BaseModel):
     """Merged into Axolotl's config schema (see ``MIPOPlugin.get_input_args``)."""
 
     mipo: MIPOConfig | None = None
+
+
+def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the sub-model a validation error location points into."""
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        inner = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return []
+        model = inner[0]
+    return list(model.model_fields)
+
+
+def validate_mipo_block(raw: Any) -> MIPOConfig:
+    """Validate the ``mipo:`` block, turning pydantic's errors into one message per bad key.
+
+    Unknown keys get a "did you mean" from the known names at that level.
+    """
+    import difflib
+
+    from pydantic import ValidationError
+
+    from axolotl_mipo.errors import MIPOConfigError
+
+    try:
+        return MIPOConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            loc = e["loc"]
+            where = "mipo" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(loc[-1]), _known_fields(MIPOConfig, loc), n=1)
+                msg = "unknown option" + (f"; did you mean {close[0]!r}?" if close else "")
+            lines.append(f"{where}: {msg}")
+        raise MIPOConfigError("invalid 'mipo:' block:\n  " + "\n  ".join(lines)) from None

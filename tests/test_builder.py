@@ -1,0 +1,138 @@
+"""The dataset builder: rows -> generation -> pairing -> TRL conversational DPO rows."""
+
+import hashlib
+import json
+
+import pytest
+
+from axolotl_mipo.data.builder import build_preference_rows
+from axolotl_mipo.data.example import Example
+from axolotl_mipo.data.prompts import PromptFormat
+from axolotl_mipo.errors import MIPODataError, MIPOStrategyError
+from axolotl_mipo.generation.base import GenerationBackend, GenerationResult
+from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.pairing import get_strategy
+
+
+class ScriptedBackend(GenerationBackend):
+    """Responses chosen by a function of the prompt text; counts calls."""
+
+    name = "scripted"
+
+    def __init__(self, fn=lambda p: "resp:" + hashlib.sha1(p.encode()).hexdigest()[:12]):
+        self.fn, self.calls, self.batch_size = fn, 0, 4
+
+    def cache_key_parts(self):
+        return {"backend": self.name}
+
+    def prompt_lengths(self, prompts):
+        return [len(p.split()) for p in prompts]
+
+    def generate_batch(self, prompts):
+        self.calls += 1
+        return [GenerationResult(self.fn(p), 3) for p in prompts]
+
+
+def _examples(n=6, contexts=3):
+    return [Example(index=i, messages=(("user", f"question {i}"),), context=f"context {i % contexts}", source="d")
+            for i in range(n)]
+
+
+@pytest.fixture()
+def tok(tiny_model_and_tokenizer):
+    return tiny_model_and_tokenizer[1]
+
+
+@pytest.mark.parametrize("name", ["drop_context", "swap_context"])
+def test_rows_are_trl_conversational_with_the_context_in_the_prompt(tok, tmp_path, name):
+    exs = _examples()
+    rows, stats = build_preference_rows(exs, get_strategy(name), ScriptedBackend(), GenerationCache(tmp_path, {}),
+                                        tok, progress=False)
+    assert len(rows) == len(exs) == stats.pairs_kept
+    for ex, row in zip(exs, rows):
+        assert row["prompt"] == [{"role": "system", "content": ex.context}, {"role": "user", "content": ex.messages[0][1]}]
+        assert row["prompt_no_context"] == [{"role": "user", "content": ex.messages[0][1]}]
+        assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
+        assert row["chosen"] != row["rejected"]
+        assert row["mipo_strategy"] == name and row["mipo_row"] == ex.index
+        json.loads(row["mipo_meta"])
+
+
+def test_drop_context_chosen_saw_the_context_and_rejected_did_not(tok, tmp_path):
+    exs = _examples(4)
+    backend = ScriptedBackend(fn=lambda p: "WITH" if "<|start_header_id|>system" in p else "WITHOUT")
+    rows, _ = build_preference_rows(exs, get_strategy("drop_context"), backend, GenerationCache(tmp_path, {}), tok,
+                                    progress=False)
+    assert {r["chosen"][0]["content"] for r in rows} == {"WITH"}
+    assert {r["rejected"][0]["content"] for r in rows} == {"WITHOUT"}
+
+
+def test_mismatched_prompt_uses_one_generation_per_row(tok, tmp_path):
+    exs = [Example(index=i, messages=(("user", f"prompt {i}"),), context=None) for i in range(8)]
+    backend = ScriptedBackend()
+    rows, stats = build_preference_rows(exs, get_strategy("mismatched_prompt"), backend,
+                                        GenerationCache(tmp_path, {}), tok, progress=False)
+    assert stats.generation.requested == 8 and len(rows) == 8
+    chosen = [r["chosen"][0]["content"] for r in rows]
+    rejected = [r["rejected"][0]["content"] for r in rows]
+    assert sorted(chosen) == sorted(rejected)  # a derangement of the same responses
+    assert all(c != r for c, r in zip(chosen, rejected))
+    assert all(r["prompt"] == r["prompt_no_context"] for r in rows)
+
+
+def test_identical_and_empty_responses_are_dropped_and_counted(tok, tmp_path):
+    exs = _examples(6)
+
+    def fn(p):
+        if "question 0" in p:
+            return "same"
+        if "question 1" in p and "system" not in p:
+            return "   "
+        return "with" if "system" in p else "without"
+
+    rows, stats = build_preference_rows(exs, get_strategy("drop_context"), ScriptedBackend(fn),
+                                        GenerationCache(tmp_path, {}), tok, progress=False)
+    assert stats.dropped_identical == 1 and stats.dropped_empty == 1 and len(rows) == 4
+    assert {r["mipo_row"] for r in rows} == {2, 3, 4, 5}
+
+
+def test_no_usable_pair_is_an_error(tok, tmp_path):
+    with pytest.raises(MIPODataError, match="no usable pairs"):
+        build_preference_rows(_examples(3), get_strategy("drop_context"), ScriptedBackend(lambda p: "x"),
+                              GenerationCache(tmp_path, {}), tok, progress=False)
+
+
+def test_strategy_is_validated_before_any_generation(tok, tmp_path):
+    backend = ScriptedBackend()
+    with pytest.raises(MIPOStrategyError, match="distinct"):
+        build_preference_rows(_examples(4, contexts=1), get_strategy("swap_context"), backend,
+                              GenerationCache(tmp_path, {}), tok, progress=False)
+    assert backend.calls == 0
+
+
+def test_prompt_longer_than_the_limit_names_the_row(tok, tmp_path):
+    exs = _examples(3)
+    exs[2] = Example(index=2, messages=(("user", "long " * 400),), context="c", source="d.jsonl")
+    backend = ScriptedBackend()
+    with pytest.raises(MIPODataError, match=r"row 2.*longer than the limit of 100"):
+        build_preference_rows(exs, get_strategy("drop_context"), backend, GenerationCache(tmp_path, {}), tok,
+                              max_prompt_tokens=100, progress=False)
+    assert backend.calls == 0
+
+
+def test_user_prefix_placement(tok, tmp_path):
+    rows, _ = build_preference_rows(_examples(3), get_strategy("drop_context"), ScriptedBackend(),
+                                    GenerationCache(tmp_path, {}), tok,
+                                    fmt=PromptFormat(placement="user_prefix", context_template="About me: {context}"),
+                                    progress=False)
+    assert rows[0]["prompt"] == [{"role": "user", "content": "About me: context 0\n\nquestion 0"}]
+
+
+def test_shared_generations_are_made_once(tok, tmp_path):
+    cache = GenerationCache(tmp_path, {})
+    backend = ScriptedBackend()
+    exs = _examples(6)
+    build_preference_rows(exs, get_strategy("drop_context"), backend, cache, tok, progress=False)
+    _, stats = build_preference_rows(exs, get_strategy("swap_context"), backend, cache, tok, progress=False)
+    # the chosen (own context) generations are shared with drop_context and come from the cache
+    assert stats.generation.cached == 6 and stats.generation.generated == 6

@@ -1,0 +1,145 @@
+"""The plugin's config: Axolotl validation through the real load_cfg, typos and bad combinations."""
+
+import copy
+
+import pytest
+import yaml
+
+BASE = {
+    "base_model": "PLACEHOLDER",
+    "plugins": ["axolotl_mipo.MIPOPlugin"],
+    "rl": "dpo",
+    "mipo": {"datasets": [{"path": "example_configs/data/personas.jsonl"}]},
+    "adapter": "lora",
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "lora_target_linear": True,
+    "sequence_len": 128,
+    "micro_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "num_epochs": 1,
+    "learning_rate": 1e-4,
+    "output_dir": "PLACEHOLDER",
+}
+
+
+@pytest.fixture()
+def load(tmp_path, tiny_model_dir):
+    from axolotl.cli.config import load_cfg
+    from axolotl.integrations.base import PluginManager
+
+    def _load(overrides=None, drop=()):
+        cfg = copy.deepcopy(BASE)
+        cfg["base_model"] = str(tiny_model_dir)
+        cfg["output_dir"] = str(tmp_path / "out")
+        for k in drop:
+            cfg.pop(k)
+        for k, v in (overrides or {}).items():
+            if k == "mipo":
+                cfg["mipo"].update(v)
+            else:
+                cfg[k] = v
+        path = tmp_path / "cfg.yml"
+        path.write_text(yaml.safe_dump(cfg))
+        PluginManager.get_instance().plugins.clear()
+        return load_cfg(str(path))
+
+    return _load
+
+
+def test_valid_config_keeps_every_mipo_option(load):
+    cfg = load({"mipo": {"strategy": "swap_context", "generation": {"max_new_tokens": 7}, "loss": "rmipo"}})
+    assert cfg.mipo["strategy"] == "swap_context"
+    assert cfg.mipo["generation"]["max_new_tokens"] == 7
+    assert cfg.mipo["generation"]["temperature"] == 0.1  # paper default
+    assert cfg.mipo["loss"] == "rmipo"
+    assert cfg.trainer_cls == "axolotl_mipo.trainer.MIPODPOTrainer"
+    assert cfg.datasets[0]["path"] == "example_configs/data/personas.jsonl"
+
+
+def test_rl_defaults_to_dpo(load):
+    cfg = load(drop=("rl",))
+    assert str(getattr(cfg.rl, "value", cfg.rl)) == "dpo"
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"mipo": {"stratgy": "drop_context"}}, "stratgy"),
+        ({"mipo": {"generation": {"temprature": 0.5}}}, "temprature"),
+        ({"mipo": {"datasets": [{"path": "x.jsonl", "contxt_field": "c"}]}}, "contxt_field"),
+        ({"mipo": {"generation": {"top_p": 1.5}}}, "top_p"),
+        ({"mipo": {"loss": "simpo"}}, "loss"),
+    ],
+)
+def test_typos_and_bad_values_fail_naming_the_key(load, overrides, key):
+    with pytest.raises(Exception) as err:
+        load(overrides)
+    assert key in str(err.value)
+
+
+def test_flat_mipo_keys_are_refused(load):
+    from axolotl_mipo.errors import MIPOConfigError
+
+    with pytest.raises(MIPOConfigError, match="mipo_strategy"):
+        load({"mipo_strategy": "drop_context"})
+
+
+def test_other_rl_is_refused(load):
+    from axolotl_mipo.errors import MIPOConfigError
+
+    with pytest.raises(MIPOConfigError, match="rl: dpo"):
+        load({"rl": "kto"})
+
+
+def test_missing_block_is_refused(load):
+    from axolotl_mipo.errors import MIPOConfigError
+
+    with pytest.raises(MIPOConfigError, match="'mipo:' block"):
+        load(drop=("mipo",))
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({"mipo": {"strategy": "mismatched_prompt"}}, "needs format: prompt"),
+        ({"mipo": {"datasets": [{"path": "x", "format": "prompt"}]}}, "needs a user context"),
+        ({"mipo": {"rmipo_gamma_min": 2.0}}, "rmipo_gamma_min"),
+        ({"mipo": {"perce_clip_min": 9.0}}, "perce_clip_min"),
+        ({"mipo": {"context_template": "no placeholder"}}, "context_template"),
+    ],
+)
+def test_impossible_combinations(load, overrides, needle):
+    with pytest.raises(Exception, match=needle):
+        load(overrides)
+
+
+def test_typo_message_suggests_the_right_key(load):
+    from axolotl_mipo.errors import MIPOConfigError
+
+    with pytest.raises(MIPOConfigError, match=r"mipo.stratgy: unknown option; did you mean 'strategy'\?"):
+        load({"mipo": {"stratgy": "drop_context"}})
+
+
+@pytest.mark.parametrize("name", ["mipo-tiny-cpu.yml", "mipo-llama.yml", "mipo-qwen.yml"])
+def test_example_configs_validate(name, tmp_path, tiny_model_dir):
+    """The shipped YAMLs pass Axolotl's validation (the hub model swapped for the local tiny one)."""
+    from pathlib import Path
+
+    from axolotl.cli.config import load_cfg
+    from axolotl.integrations.base import PluginManager
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "example_configs" / name).read_text())
+    cfg["base_model"] = str(tiny_model_dir)
+    cfg["output_dir"] = str(tmp_path / "out")
+    if cfg.get("load_in_4bit"):  # bitsandbytes 4-bit needs a GPU; validate the rest here
+        cfg.pop("load_in_4bit")
+        cfg["adapter"] = "lora"
+        cfg["optimizer"] = "adamw_torch"
+        cfg.pop("tf32", None)
+        cfg["bf16"] = False
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    PluginManager.get_instance().plugins.clear()
+    out = load_cfg(str(path))
+    assert out.mipo["generation"]["temperature"] == 0.1
