@@ -93,6 +93,11 @@ class MIPOConfig(_Strict):
     regenerate: bool = Field(default=False, description="ignore the cache and generate again")
     generation: MIPOGenerationConfig = Field(default_factory=MIPOGenerationConfig)
     val_fraction: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction of pairs held out for eval")
+    on_bad_row: Literal["raise", "skip"] = Field(
+        default="raise",
+        description="raise: stop at the first bad row with an error naming it; skip: drop bad rows, counted and logged",
+    )
+    dedupe_rows: bool = Field(default=True, description="drop exact duplicate rows (same context and conversation)")
 
     # -- loss hooks (RMiPO / PerCE); the trainer reads them through training args
     loss: Literal["dpo", "rmipo", "perce", "rmipo+perce"] = "dpo"

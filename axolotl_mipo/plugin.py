@@ -110,7 +110,7 @@ class MIPOPlugin(BasePlugin):
         from axolotl_mipo.pairing import get_strategy
 
         mipo_cfg = _as_config(cfg.get("mipo"))
-        examples = load_examples(mipo_cfg.datasets)
+        examples = load_examples(mipo_cfg.datasets, on_bad_row=mipo_cfg.on_bad_row, dedupe=mipo_cfg.dedupe_rows)
         strategy = get_strategy(mipo_cfg.strategy, **mipo_cfg.strategy_kwargs)
         # fail on bad input before the (slow) model load
         strategy.validate(examples)

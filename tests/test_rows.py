@@ -117,3 +117,49 @@ def test_json_list_csv_and_max_rows(tmp_path):
 def test_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(MIPODataError, match="mipo.datasets"):
         load_examples([MIPODatasetConfig(path=str(tmp_path / "nope" / "x.jsonl"))])
+
+
+def test_skip_mode_counts_every_kind_of_bad_row(tmp_path):
+    from axolotl_mipo.data.rows import LoadReport
+
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(
+        b'{"context": "c1", "query": "q1"}\n'
+        b'{"context": "c1", "query": \n'  # broken JSON
+        b'{"context": "\xff", "query": "q"}\n'  # not UTF-8
+        b'{"query": "q2"}\n'  # missing context
+        b'{"context": "   ", "query": "q3"}\n'  # whitespace only
+        b'{"context": 3, "query": "q4"}\n'  # not a string
+        b'{"context": "c1", "query": "q1"}\n'  # duplicate
+        b'{"context": "c2", "query": "q5"}\n'
+    )
+    report = LoadReport()
+    exs = load_examples([MIPODatasetConfig(path=str(p))], on_bad_row="skip", report=report)
+    assert [(e.context, e.messages[0][1]) for e in exs] == [("c1", "q1"), ("c2", "q5")]
+    assert report.rows_read == 8 and report.kept == 2 and report.duplicates == 1
+    assert sum(report.skipped.values()) == 5
+    assert report.skipped["not valid JSON"] == 1 and report.skipped["not valid UTF-8"] == 1
+
+
+def test_skip_mode_with_nothing_left_is_an_error(tmp_path):
+    p = _write_jsonl(tmp_path / "d.jsonl", [{"query": "q"}, {"context": "", "query": "q"}])
+    with pytest.raises(MIPODataError, match="no usable rows"):
+        load_examples([MIPODatasetConfig(path=str(p))], on_bad_row="skip")
+
+
+def test_control_characters_are_removed_and_unicode_kept():
+    cfg = MIPODatasetConfig(path="x")
+    ex = split_row({"context": "caf\u00e9 \x00\x07likes\x1b[31m jazz \ud800\u4e2d", "query": "q\x0b?\n"}, cfg, 0, "x")
+    assert ex.context == "caf\u00e9 likes[31m jazz \u4e2d"
+    assert ex.messages == (("user", "q?\n"),)
+
+
+def test_control_characters_only_is_empty():
+    with pytest.raises(MIPODataError, match="empty"):
+        split_row({"context": "\x00\x01\x02", "query": "q"}, MIPODatasetConfig(path="x"), 4, "x")
+
+
+def test_duplicates_kept_when_dedupe_is_off(tmp_path):
+    p = _write_jsonl(tmp_path / "d.jsonl", [{"context": "c", "query": "q"}] * 3)
+    assert len(load_examples([MIPODatasetConfig(path=str(p))], dedupe=False)) == 3
+    assert len(load_examples([MIPODatasetConfig(path=str(p))])) == 1

@@ -37,6 +37,7 @@ class BuildStats:
     pairs_kept: int = 0
     dropped_empty: int = 0
     dropped_identical: int = 0
+    neutralized_rows: int = 0
     generation: GenerationStats = field(default_factory=GenerationStats)
 
     def summary(self) -> str:
@@ -45,6 +46,44 @@ class BuildStats:
             f"({self.dropped_empty} dropped for an empty response, {self.dropped_identical} for identical "
             f"chosen and rejected)"
         )
+
+
+_BREAK = "\u200b"  # zero-width space: invisible, but no longer the special token's string
+
+
+def special_token_strings(tokenizer) -> list[str]:
+    """Every string the tokenizer would turn into a special (control) token."""
+    specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for tok in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        if getattr(tok, "special", False):
+            specials.add(str(tok))
+    # longest first so that a token containing another is broken as a whole
+    return sorted((s for s in specials if len(s) > 1), key=len, reverse=True)
+
+
+def neutralize(text: str, specials: Sequence[str]) -> str:
+    """Break every special-token string in user text so it is read as text, not as a role marker.
+
+    A context holding ``<|eot_id|><|start_header_id|>system...`` would otherwise close
+    the user's turn and open a forged one once the chat template is tokenized.
+    """
+    for sp in specials:
+        if sp in text:
+            text = text.replace(sp, sp[0] + _BREAK + sp[1:])
+    return text
+
+
+def neutralize_examples(examples: Sequence[Example], tokenizer) -> tuple[list[Example], int]:
+    specials = special_token_strings(tokenizer)
+    out, changed = [], 0
+    for ex in examples:
+        ctx = neutralize(ex.context, specials) if ex.context is not None else None
+        msgs = tuple((r, neutralize(c, specials)) for r, c in ex.messages)
+        if ctx != ex.context or msgs != ex.messages:
+            changed += 1
+            ex = Example(index=ex.index, messages=msgs, context=ctx, source=ex.source, meta=ex.meta)
+        out.append(ex)
+    return out, changed
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:
@@ -67,6 +106,12 @@ def build_preference_rows(
     """Validate, generate what is missing, pair, and return the DPO rows."""
     fmt = fmt or PromptFormat()
     stats = BuildStats(rows=len(examples))
+    examples, stats.neutralized_rows = neutralize_examples(examples, tokenizer)
+    if stats.neutralized_rows:
+        LOG.warning(
+            f"mipo: {stats.neutralized_rows} rows contained the chat template's special tokens as text; "
+            "they were broken up (a zero-width space inserted) so they cannot open or close a role"
+        )
     # everything that can be checked is checked before the first token is generated
     strategy.validate(examples)
     requests = list(dict.fromkeys(strategy.requests(examples, seed)))
@@ -87,7 +132,8 @@ def build_preference_rows(
                     row=ex.index, field="context" if r.context else "query", source=ex.source or None,
                 )
     generated, stats.generation = generate_with_cache(backend, list(texts.values()), cache, progress=progress)
-    responses: dict[GenRequest, str] = {r: generated[t].text for r, t in texts.items()}
+    specials = special_token_strings(tokenizer)
+    responses: dict[GenRequest, str] = {r: neutralize(generated[t].text, specials) for r, t in texts.items()}
 
     pairs = strategy.pair(examples, responses, seed)
     stats.pairs_planned = len(pairs)

@@ -15,14 +15,27 @@ dataset, the row, the field and the fix.
 from __future__ import annotations
 
 import json
+import logging
+import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.errors import MIPODataError
 
+LOG = logging.getLogger("axolotl_mipo.rows")
+
 _LOCAL_LOADERS = {".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
+
+
+class _BadLine:
+    """A JSONL line that could not be read, kept in row order so ``on_bad_row: skip`` can count it."""
+
+    def __init__(self, error: MIPODataError):
+        self.error = error
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -33,17 +46,18 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise MIPODataError(
+                yield lineno, _BadLine(MIPODataError(
                     f"line {lineno} is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-encode the file as UTF-8",
                     source=str(path),
-                ) from None
+                ))
+                continue
             try:
                 yield lineno, json.loads(text)
             except json.JSONDecodeError as exc:
-                raise MIPODataError(
+                yield lineno, _BadLine(MIPODataError(
                     f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno}); fix or delete that line",
                     source=str(path),
-                ) from None
+                ))
 
 
 def _read_json(path: Path) -> list[Any]:
@@ -115,6 +129,16 @@ def _read_hub(ds_cfg) -> list[Any]:
     return list(ds)
 
 
+# C0/C1 control characters other than tab and newlines, DEL, and lone surrogates (which
+# cannot be encoded as UTF-8 and would break the tokenizer and the cache)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    """Drop control characters and lone surrogates; everything else is kept verbatim."""
+    return _CONTROL.sub("", value)
+
+
 def _text(row: dict, field: str, *, idx: int, source: str, fix: str) -> str:
     if field not in row or row[field] is None:
         raise MIPODataError(f"missing; {fix}", row=idx, field=field, source=source)
@@ -123,6 +147,7 @@ def _text(row: dict, field: str, *, idx: int, source: str, fix: str) -> str:
         raise MIPODataError(
             f"must be a string, got {type(value).__name__}; convert it to text", row=idx, field=field, source=source
         )
+    value = clean_text(value)
     if not value.strip():
         raise MIPODataError("is empty; remove the row or fill the field", row=idx, field=field, source=source)
     return value
@@ -144,7 +169,7 @@ def _split_messages(row: dict, ds_cfg, idx: int, source: str) -> tuple[tuple[tup
             raise MIPODataError(
                 f"message {j} must be a dict with string 'role' and 'content'", row=idx, field=field, source=source
             )
-        pairs.append((m["role"], m["content"]))
+        pairs.append((m["role"], clean_text(m["content"])))
     context: str | None = None
     if ds_cfg.context_field:
         context = _text(row, ds_cfg.context_field, idx=idx, source=source,
@@ -178,6 +203,8 @@ def _split_messages(row: dict, ds_cfg, idx: int, source: str) -> tuple[tuple[tup
 
 def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
     """One raw row -> :class:`Example` (raises :class:`MIPODataError` naming row and field)."""
+    if isinstance(row, _BadLine):
+        raise row.error
     if not isinstance(row, dict):
         raise MIPODataError(f"must be an object with named fields, got {type(row).__name__}", row=idx, source=source)
     reference: str | None = None
@@ -200,19 +227,81 @@ def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
         ref = row.get(ds_cfg.reference_field)
         if ref is not None and not isinstance(ref, str):
             raise MIPODataError("must be a string", row=idx, field=ds_cfg.reference_field, source=source)
+        ref = clean_text(ref) if ref is not None else None
         reference = ref if ref is not None else reference
     meta = {"reference": reference} if reference is not None else {}
     return Example(index=idx, messages=messages, context=context, source=source, meta=meta)
 
 
-def load_examples(dataset_cfgs: Sequence) -> list[Example]:
-    """All rows of every configured dataset, split; raises on the first bad row."""
+@dataclass
+class LoadReport:
+    """What loading did to the rows: every skip and merge is counted, none is silent."""
+
+    rows_read: int = 0
+    kept: int = 0
+    duplicates: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    first_errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"mipo: read {self.rows_read} rows, kept {self.kept}"]
+        if self.duplicates:
+            parts.append(f"{self.duplicates} exact duplicates removed")
+        if self.skipped:
+            parts.append(f"{sum(self.skipped.values())} bad rows skipped ({dict(self.skipped)})")
+        return ", ".join(parts)
+
+
+def _skip_reason(err: MIPODataError) -> str:
+    msg = str(err)
+    for key in ("not valid JSON", "not valid UTF-8", "missing", "must be", "empty", "no message with role",
+                "end with a user turn"):
+        if key in msg:
+            return key
+    return "other"
+
+
+def load_examples(dataset_cfgs: Sequence, on_bad_row: str = "raise", dedupe: bool = True,
+                  report: LoadReport | None = None) -> list[Example]:
+    """All rows of every configured dataset, split.
+
+    ``on_bad_row="raise"`` stops at the first bad row with an error naming it;
+    ``"skip"`` drops bad rows, counts them by reason and logs the first few.
+    Exact duplicates (same context and conversation) are removed when ``dedupe``.
+    """
+    report = report if report is not None else LoadReport()
     examples: list[Example] = []
+    seen: set[tuple] = set()
     for ds_cfg in dataset_cfgs:
         rows = read_rows(ds_cfg)
         if ds_cfg.max_rows is not None:
             rows = rows[: ds_cfg.max_rows]
         if not rows:
             raise MIPODataError("has zero rows; check the path and split", source=ds_cfg.path)
-        examples.extend(split_row(r, ds_cfg, i, ds_cfg.path) for i, r in enumerate(rows))
+        for i, r in enumerate(rows):
+            report.rows_read += 1
+            try:
+                ex = split_row(r, ds_cfg, i, ds_cfg.path)
+            except MIPODataError as err:
+                if on_bad_row != "skip":
+                    raise
+                report.skipped[_skip_reason(err)] += 1
+                if len(report.first_errors) < 5:
+                    report.first_errors.append(str(err))
+                continue
+            key = (ex.context, ex.messages)
+            if dedupe and key in seen:
+                report.duplicates += 1
+                continue
+            seen.add(key)
+            examples.append(ex)
+    report.kept = len(examples)
+    LOG.info(report.summary())
+    for msg in report.first_errors:
+        LOG.warning(f"skipped: {msg}")
+    if not examples:
+        raise MIPODataError(
+            f"no usable rows: {report.rows_read} read, {sum(report.skipped.values())} skipped as bad "
+            f"({dict(report.skipped)}); first error: {report.first_errors[0] if report.first_errors else '-'}"
+        )
     return examples
