@@ -47,7 +47,9 @@ class MIPODatasetConfig(_Strict):
 class MIPOGenerationConfig(_Strict):
     """How the base model generates the chosen and rejected responses (paper defaults)."""
 
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "vllm", "openai"] = Field(
+        default="hf", description="hf (CPU/GPU), vllm (offline vllm.LLM, GPU), openai (an OpenAI-compatible server)"
+    )
     max_new_tokens: int = Field(default=512, ge=1)
     temperature: float = Field(default=0.1, ge=0.0)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
@@ -63,6 +65,24 @@ class MIPOGenerationConfig(_Strict):
     load_in_4bit: bool | None = Field(
         default=None, description="quantize the generation model (default: follow the top-level load_in_4bit)"
     )
+    max_retries: int = Field(default=3, ge=0, description="retries of a failed batch/request before giving up")
+    retry_backoff_s: float = Field(default=1.0, ge=0.0, description="base of the exponential backoff between retries")
+    # openai backend
+    openai_base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8000/v1")
+    openai_model: str | None = Field(default=None, description="served model name (default: base_model)")
+    openai_api_key_env: str | None = Field(default="OPENAI_API_KEY", description="env var holding the API key")
+    concurrency: int = Field(default=8, ge=1, description="openai: requests in flight")
+    timeout_s: float = Field(default=120.0, gt=0.0, description="openai: per-request timeout")
+    # vllm backend
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
+    vllm_enforce_eager: bool = False
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> "MIPOGenerationConfig":
+        if self.backend == "openai" and not self.openai_base_url:
+            raise ValueError("mipo.generation.backend openai needs mipo.generation.openai_base_url")
+        return self
 
 
 class MIPOConfig(_Strict):

@@ -40,7 +40,6 @@ LOG = logging.getLogger("axolotl_mipo.plugin")
 logging.getLogger("axolotl_mipo").setLevel(os.getenv("AXOLOTL_LOG_LEVEL", "INFO").upper())
 
 TRAINER_CLS = "axolotl_mipo.trainer.MIPODPOTrainer"
-DEFAULT_PREPARED_PATH = "last_run_prepared"
 
 
 def _as_config(raw):
@@ -104,32 +103,13 @@ class MIPOPlugin(BasePlugin):
     # -- data ----------------------------------------------------------------
     def load_datasets(self, cfg, preprocess: bool = False):
         from axolotl.common.datasets import TrainDatasetMeta
+        from axolotl.loaders import load_tokenizer
         from datasets import Dataset
 
-        from axolotl_mipo.data.rows import load_examples
-        from axolotl_mipo.pairing import get_strategy
+        from axolotl_mipo.pipeline import build_rows
 
         mipo_cfg = _as_config(cfg.get("mipo"))
-        examples = load_examples(mipo_cfg.datasets, on_bad_row=mipo_cfg.on_bad_row, dedupe=mipo_cfg.dedupe_rows)
-        strategy = get_strategy(mipo_cfg.strategy, **mipo_cfg.strategy_kwargs)
-        # fail on bad input before the (slow) model load
-        strategy.validate(examples)
-        LOG.info(f"mipo: {len(examples)} rows, pairing strategy {strategy.name!r}")
-
-        from axolotl.loaders import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg)
-        cache_root = mipo_cfg.cache_dir or os.path.join(
-            cfg.get("dataset_prepared_path") or DEFAULT_PREPARED_PATH, "mipo_cache"
-        )
-        from accelerate import PartialState
-
-        # rank 0 generates and fills the cache; the other ranks then read it
-        state = PartialState()
-        with state.main_process_first():
-            rows = self._build_rows(cfg, mipo_cfg, examples, strategy, tokenizer, cache_root,
-                                    regenerate=mipo_cfg.regenerate and state.is_main_process)
-
+        rows, _ = build_rows(cfg, mipo_cfg, load_tokenizer(cfg))
         ds = Dataset.from_list(rows)
         eval_ds = None
         if mipo_cfg.val_fraction > 0 and len(ds) >= 2:
@@ -139,34 +119,3 @@ class MIPOPlugin(BasePlugin):
         if cfg.get("max_steps"):
             total_num_steps = min(total_num_steps, int(cfg.get("max_steps")))
         return TrainDatasetMeta(train_dataset=ds, eval_dataset=eval_ds, total_num_steps=total_num_steps)
-
-    @staticmethod
-    def _build_rows(cfg, mipo_cfg, examples, strategy, tokenizer, cache_root, *, regenerate: bool):
-        from axolotl_mipo.data.builder import build_preference_rows
-        from axolotl_mipo.data.prompts import PromptFormat
-        from axolotl_mipo.generation.cache import GenerationCache
-        from axolotl_mipo.generation.hf import HFBackend
-
-        backend = HFBackend.from_config(cfg, mipo_cfg, tokenizer)
-        try:
-            cache_root_key = os.path.abspath(cache_root)
-            if regenerate:
-                import shutil
-
-                probe = GenerationCache(cache_root_key, backend.cache_key_parts())
-                shutil.rmtree(probe.dir)
-                LOG.info(f"mipo.regenerate: cleared {probe.dir}")
-            cache = GenerationCache(cache_root_key, backend.cache_key_parts())
-            rows, _ = build_preference_rows(
-                examples,
-                strategy,
-                backend,
-                cache,
-                tokenizer,
-                fmt=PromptFormat.from_config(mipo_cfg),
-                seed=mipo_cfg.seed,
-                max_prompt_tokens=mipo_cfg.generation.max_prompt_tokens or cfg.get("sequence_len"),
-            )
-        finally:
-            backend.close()
-        return rows

@@ -102,6 +102,7 @@ def build_preference_rows(
     seed: int = 42,
     max_prompt_tokens: int | None = None,
     progress: bool = True,
+    gen_kwargs: dict | None = None,
 ) -> tuple[list[dict], BuildStats]:
     """Validate, generate what is missing, pair, and return the DPO rows."""
     fmt = fmt or PromptFormat()
@@ -131,7 +132,8 @@ def build_preference_rows(
                     "or raise the limit",
                     row=ex.index, field="context" if r.context else "query", source=ex.source or None,
                 )
-    generated, stats.generation = generate_with_cache(backend, list(texts.values()), cache, progress=progress)
+    generated, stats.generation = generate_with_cache(backend, list(texts.values()), cache, progress=progress,
+                                                      **(gen_kwargs or {}))
     specials = special_token_strings(tokenizer)
     responses: dict[GenRequest, str] = {r: neutralize(generated[t].text, specials) for r, t in texts.items()}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from axolotl_mipo.errors import MIPOGenerationError
@@ -73,57 +73,79 @@ def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def _run_batch(backend: GenerationBackend, prompts: list[str], retries: int, backoff_s: float,
+               done: int, cache: GenerationCache) -> list[GenerationResult]:
+    last: BaseException | None = None
+    for attempt in range(retries + 1):
+        try:
+            results = backend.generate_batch(prompts)
+            if len(results) != len(prompts):
+                raise RuntimeError(f"backend returned {len(results)} responses for {len(prompts)} prompts")
+            return results
+        except MIPOGenerationError as exc:  # the backend already retried, or the error is final
+            last = exc
+            break
+        except Exception as exc:  # noqa: BLE001 - any backend failure is retried, then reported
+            last = exc
+            if attempt < retries:
+                wait = backoff_s * (2**attempt)
+                LOG.warning(f"generation batch failed ({type(exc).__name__}: {exc}); retry {attempt + 1}/{retries} "
+                            f"in {wait:.1f}s")
+                time.sleep(wait)
+    raise MIPOGenerationError(
+        f"generation failed after {done} new responses ({type(last).__name__}: {last}); the {len(cache)} "
+        f"responses generated so far are kept in {cache.dir} and a rerun resumes there"
+    ) from last
+
+
 def generate_with_cache(
     backend: GenerationBackend,
     prompts: Sequence[str],
     cache: GenerationCache,
     *,
     progress: bool = True,
+    retries: int = 0,
+    backoff_s: float = 1.0,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] | None = None,
 ) -> tuple[dict[str, GenerationResult], GenerationStats]:
     """Responses for every distinct prompt, generating only those not cached.
 
     Returns a map from prompt text to result. Each finished batch is written to
-    the cache before the next starts, so a crash loses at most one batch.
+    the cache before the next starts, so a crash loses at most one batch. A
+    failing batch is retried ``retries`` times with exponential backoff.
+
+    With ``world_size > 1`` every rank must call this with the same prompts
+    after the same cache state (a barrier before): the batch plan is the same
+    on every rank, rank ``r`` generates batches ``r, r + world_size, ...`` into
+    the shared cache folder, and after ``barrier()`` every rank reads the
+    others' shards. No rank generates another's rows.
     """
     stats = GenerationStats()
     unique = list(dict.fromkeys(prompts))
     stats.requested = len(unique)
     keys = [prompt_key(p) for p in unique]
-    out: dict[str, GenerationResult] = {}
-    pending: list[int] = []
-    for i, (p, k) in enumerate(zip(unique, keys)):
-        hit = cache.get(k)
-        if hit is None:
-            pending.append(i)
-        else:
-            out[p] = GenerationResult(hit.text, hit.num_tokens)
+    pending = [i for i, k in enumerate(keys) if k not in cache]
     stats.cached = len(unique) - len(pending)
-    if stats.cached:
+    if stats.cached and rank == 0:
         LOG.info(f"reusing {stats.cached} cached generations from {cache.dir}")
     if pending:
         lengths = backend.prompt_lengths([unique[i] for i in pending])
         batches = [[pending[j] for j in b] for b in plan_batches(lengths, backend.batch_size)]
+        mine = batches[rank::world_size]
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(pending), desc="mipo: generating", unit="resp")
+            desc = "mipo: generating" + (f" (rank {rank}/{world_size})" if world_size > 1 else "")
+            bar = tqdm(total=sum(len(b) for b in mine), desc=desc, unit="resp")
         start = time.perf_counter()
         try:
-            for batch in batches:
-                batch_prompts = [unique[i] for i in batch]
-                try:
-                    results = backend.generate_batch(batch_prompts)
-                except MIPOGenerationError:
-                    raise
-                except Exception as exc:
-                    raise MIPOGenerationError(
-                        f"generation failed after {stats.generated} new responses ({type(exc).__name__}: {exc}); "
-                        f"the {len(cache)} responses generated so far are kept in {cache.dir} and a rerun resumes there"
-                    ) from exc
+            for batch in mine:
+                results = _run_batch(backend, [unique[i] for i in batch], retries, backoff_s, stats.generated, cache)
                 cache.add_many((keys[i], r.text, r.num_tokens) for i, r in zip(batch, results))
-                for i, r in zip(batch, results):
-                    out[unique[i]] = r
+                for r in results:
                     stats.tokens += r.num_tokens
                     stats.empty += int(not r.text.strip())
                 stats.generated += len(batch)
@@ -135,5 +157,17 @@ def generate_with_cache(
             stats.seconds = time.perf_counter() - start
             if bar is not None:
                 bar.close()
-    LOG.info(stats.summary())
+    if world_size > 1:
+        if barrier is None:
+            raise ValueError("world_size > 1 needs a barrier")
+        barrier()
+        cache.reload()
+    out: dict[str, GenerationResult] = {}
+    for p, k in zip(unique, keys):
+        hit = cache.get(k)
+        if hit is None:
+            raise MIPOGenerationError(f"no response in {cache.dir} for a prompt after generation; "
+                                      "with several ranks the cache folder must be on a shared filesystem")
+        out[p] = GenerationResult(hit.text, hit.num_tokens)
+    LOG.info(stats.summary() + (f" [rank {rank}/{world_size}]" if world_size > 1 else ""))
     return out, stats

@@ -96,6 +96,7 @@ class GenerationCache:
             self._atomic_write(manifest, json.dumps({"key": self.key, "key_parts": self.key_parts},
                                                     indent=2, default=str))
         self._entries: dict[str, CachedResponse] = {}
+        self._loaded: set[str] = set()
         self._next_shard = 0
         self._load()
 
@@ -105,12 +106,19 @@ class GenerationCache:
 
     def _load(self) -> None:
         for shard in self._shards():
+            if shard.name in self._loaded:
+                continue
+            self._loaded.add(shard.name)
             self._next_shard = max(self._next_shard, int(shard.stem.split("-")[1]) + 1)
             with shard.open(encoding="utf-8") as f:
                 for line in f:
                     # a shard is renamed into place only when complete, so every line parses
                     rec = json.loads(line)
                     self._entries[rec["k"]] = CachedResponse(rec["r"], int(rec.get("n", 0)))
+
+    def reload(self) -> None:
+        """Read shards other writers (ranks) added since this cache was opened."""
+        self._load()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -146,6 +154,7 @@ class GenerationCache:
         # a random suffix keeps shards from concurrent writers (ranks) apart
         name = f"shard-{self._next_shard:06d}-{uuid.uuid4().hex[:8]}.jsonl"
         self._atomic_write(self.dir / name, lines)
+        self._loaded.add(name)
         self._next_shard += 1
         for k, t, n in items:
             self._entries[k] = CachedResponse(t, n)

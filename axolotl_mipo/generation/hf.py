@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
 
 import torch
@@ -99,7 +100,9 @@ class HFBackend(GenerationBackend):
         from transformers import AutoModelForCausalLM
 
         gen = mipo_cfg.generation
-        device = gen.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # one GPU per rank when generation is split across processes
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = gen.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu")
         dtype_name = gen.dtype
         if dtype_name == "auto":
             dtype_name = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"

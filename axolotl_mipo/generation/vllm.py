@@ -1,0 +1,117 @@
+"""The ``vllm`` backend: offline ``vllm.LLM`` (GPU only; ``pip install axolotl-mipo[vllm]``).
+
+Prompts are tokenized here (no special tokens added: the chat template already
+holds the BOS) and passed as token ids, so vLLM sees exactly the ids the
+trainer will. Each prompt gets ``SamplingParams(seed=...)`` derived from
+``(seed, prompt)``, so, as with the ``hf`` backend, a response does not depend
+on which batch it was scheduled in. vLLM does its own continuous batching; the
+batch size here only sets how often finished responses are written to the cache.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+
+from axolotl_mipo.errors import MIPOConfigError
+from axolotl_mipo.generation.base import GenerationBackend, GenerationResult
+from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
+from axolotl_mipo.generation.hf import _prompt_seed
+
+
+def _import_vllm():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise MIPOConfigError(
+            "mipo.generation.backend vllm needs vLLM: pip install 'axolotl-mipo[vllm]' (GPU only)"
+        ) from None
+    return vllm
+
+
+class VLLMBackend(GenerationBackend):
+    name = "vllm"
+
+    def __init__(self, llm, tokenizer, *, model_id: dict, max_new_tokens=512, temperature=0.1, top_p=0.9,
+                 top_k=None, repetition_penalty=None, seed=42, batch_size=256):
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.repetition_penalty = repetition_penalty
+        self.seed = seed
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_config(cls, cfg, mipo_cfg, tokenizer) -> "VLLMBackend":
+        vllm = _import_vllm()
+        gen = mipo_cfg.generation
+        llm = vllm.LLM(
+            model=cfg.base_model,
+            tokenizer=cfg.get("tokenizer_config") or cfg.base_model,
+            revision=cfg.get("revision_of_model"),
+            tensor_parallel_size=gen.tensor_parallel_size,
+            gpu_memory_utilization=gen.gpu_memory_utilization,
+            dtype="auto" if gen.dtype == "auto" else gen.dtype,
+            trust_remote_code=bool(cfg.get("trust_remote_code") or False),
+            seed=mipo_cfg.seed,
+            enforce_eager=gen.vllm_enforce_eager,
+        )
+        return cls(
+            llm, tokenizer,
+            model_id=model_fingerprint(cfg.base_model, cfg.get("revision_of_model")),
+            max_new_tokens=gen.max_new_tokens,
+            temperature=gen.temperature if gen.do_sample else 0.0,
+            top_p=gen.top_p, top_k=gen.top_k, repetition_penalty=gen.repetition_penalty,
+            seed=mipo_cfg.seed, batch_size=max(gen.batch_size, 256),
+        )
+
+    def cache_key_parts(self) -> dict:
+        greedy = self.temperature == 0
+        return {
+            "backend": self.name,
+            "model": self.model_id,
+            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": 1.0 if greedy else self.top_p,
+            "top_k": None if greedy else self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "seed": None if greedy else self.seed,
+        }
+
+    def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
+        return [len(x) for x in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+
+    def sampling_params(self, prompt: str):
+        from vllm import SamplingParams
+
+        kw = dict(max_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                  seed=_prompt_seed(self.seed, prompt) % (2**31 - 1))
+        if self.top_k is not None:
+            kw["top_k"] = self.top_k
+        if self.repetition_penalty is not None:
+            kw["repetition_penalty"] = self.repetition_penalty
+        return SamplingParams(**kw)
+
+    def generate_batch(self, prompts: Sequence[str]) -> list[GenerationResult]:
+        ids = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        outs = self.llm.generate(
+            [{"prompt_token_ids": x} for x in ids],
+            [self.sampling_params(p) for p in prompts],
+            use_tqdm=False,
+        )
+        return [GenerationResult(o.outputs[0].text.strip(), len(o.outputs[0].token_ids)) for o in outs]
+
+    def close(self) -> None:
+        self.llm = None
+        gc.collect()
+        try:
+            import torch
+
+            torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - best effort on teardown
+            pass

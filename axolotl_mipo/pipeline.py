@@ -1,0 +1,84 @@
+"""The whole data side in one call: rows -> split -> generation -> pairing -> DPO rows.
+
+Used by the plugin's ``load_datasets`` hook and by ``axolotl-mipo generate``.
+Under ``torchrun`` / ``accelerate launch`` with several processes the ``hf``
+and ``openai`` backends split the generation batches across ranks (each rank
+writes its own shards into the shared cache folder); ``vllm`` parallelises
+inside one process (tensor parallel), so there rank 0 generates and the other
+ranks read its cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+from axolotl_mipo.data.builder import BuildStats, build_preference_rows
+from axolotl_mipo.data.prompts import PromptFormat
+from axolotl_mipo.data.rows import load_examples
+from axolotl_mipo.generation import backend_from_config
+from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.generation.distributed import dist_info
+from axolotl_mipo.pairing import get_strategy
+
+LOG = logging.getLogger("axolotl_mipo.pipeline")
+DEFAULT_PREPARED_PATH = "last_run_prepared"
+
+
+def cache_root(cfg, mipo_cfg) -> str:
+    root = mipo_cfg.cache_dir or os.path.join(cfg.get("dataset_prepared_path") or DEFAULT_PREPARED_PATH,
+                                              "mipo_cache")
+    return os.path.abspath(root)
+
+
+def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list[dict], BuildStats]:
+    """Validated input -> cached generation -> pairs. Fails on bad input before loading any model."""
+    examples = load_examples(mipo_cfg.datasets, on_bad_row=mipo_cfg.on_bad_row, dedupe=mipo_cfg.dedupe_rows)
+    strategy = get_strategy(mipo_cfg.strategy, **mipo_cfg.strategy_kwargs)
+    strategy.validate(examples)
+    LOG.info(f"mipo: {len(examples)} rows, pairing strategy {strategy.name!r}")
+
+    state = dist_info()
+    world, rank = state.world_size, state.rank
+    sharded = world > 1 and mipo_cfg.generation.backend != "vllm"
+
+    def run(gen_kwargs: dict):
+        backend = backend_from_config(cfg, mipo_cfg, tokenizer)
+        try:
+            cache = GenerationCache(cache_root(cfg, mipo_cfg), backend.cache_key_parts())
+            return build_preference_rows(
+                examples, strategy, backend, cache, tokenizer,
+                fmt=PromptFormat.from_config(mipo_cfg),
+                seed=mipo_cfg.seed,
+                max_prompt_tokens=mipo_cfg.generation.max_prompt_tokens or cfg.get("sequence_len"),
+                progress=progress and (sharded or rank == 0),
+                gen_kwargs=gen_kwargs,
+            )
+        finally:
+            backend.close()
+
+    if mipo_cfg.regenerate:
+        if state.is_main:
+            clear_cache(cfg, mipo_cfg, tokenizer)
+        state.barrier()
+    retry = {"retries": mipo_cfg.generation.max_retries, "backoff_s": mipo_cfg.generation.retry_backoff_s}
+    if sharded:
+        state.barrier()  # every rank must see the same cache before planning
+        return run({**retry, "rank": rank, "world_size": world, "barrier": state.barrier})
+    with state.main_first():
+        return run(retry)
+
+
+def clear_cache(cfg, mipo_cfg, tokenizer) -> None:
+    """Delete this model/settings' cache folder (``mipo.regenerate``)."""
+    from axolotl_mipo.generation.cache import stable_hash
+
+    backend = backend_from_config(cfg, mipo_cfg, tokenizer)
+    try:
+        folder = os.path.join(cache_root(cfg, mipo_cfg), stable_hash(backend.cache_key_parts()))
+    finally:
+        backend.close()
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+        LOG.info(f"mipo.regenerate: cleared {folder}")

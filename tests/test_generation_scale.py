@@ -1,0 +1,211 @@
+"""Generation at scale: kill-and-resume, two ranks vs one, and the openai backend against a local fake server."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from axolotl_mipo.errors import MIPOGenerationError
+from axolotl_mipo.generation.base import generate_with_cache
+from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.generation.openai import OpenAIBackend
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env():
+    env = dict(os.environ)
+    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
+    env.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    return env
+
+
+def _config(tmp_path, tiny_model_dir, name, rows=48, max_new_tokens=24, batch_size=4):
+    data = tmp_path / "rows.jsonl"
+    if not data.exists():
+        data.write_text("".join(json.dumps({"context": f"user {i % 7} likes topic {i % 5}",
+                                            "query": f"question number {i}"}) + "\n" for i in range(rows)))
+    cfg = yaml.safe_load((REPO / "example_configs" / "mipo-tiny-cpu.yml").read_text())
+    cfg["base_model"] = str(tiny_model_dir)
+    cfg["output_dir"] = str(tmp_path / name / "out")
+    cfg["dataset_prepared_path"] = str(tmp_path / name / "prepared")
+    cfg["mipo"]["datasets"] = [{"path": str(data)}]
+    cfg["mipo"]["generation"].update(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=0.7)
+    path = tmp_path / f"{name}.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, tmp_path / name / "pairs.jsonl", tmp_path / name / "prepared" / "mipo_cache"
+
+
+def _generate(path, out, launcher=(), timeout=300):
+    cmd = [*launcher, str(BIN / "axolotl-mipo"), "generate", str(path), "--out", str(out)]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return proc.stdout + proc.stderr
+
+
+def _read(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("ref")
+    path, out, _ = _config(tmp, tiny_model_dir, "ref")
+    _generate(path, out)
+    return tmp, _read(out)
+
+
+def test_killed_generation_resumes_to_the_uninterrupted_rows(reference_run, tiny_model_dir):
+    tmp, reference = reference_run
+    path, out, cache = _config(tmp, tiny_model_dir, "killed")
+    proc = subprocess.Popen([str(BIN / "axolotl-mipo"), "generate", str(path), "--out", str(out)], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if len(list(cache.glob("*/shard-*.jsonl"))) >= 3:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "generation finished before it could be killed; make it longer"
+    assert not out.exists()
+    shards_before = len(list(cache.glob("*/shard-*.jsonl")))
+    log = _generate(path, out)
+    assert f"reusing {shards_before * 4} cached generations" in log
+    assert _read(out) == reference  # row by row
+
+
+def test_two_ranks_generate_the_same_rows_as_one(reference_run, tiny_model_dir):
+    tmp, reference = reference_run
+    path, out, cache = _config(tmp, tiny_model_dir, "ranks")
+    import socket
+
+    with socket.socket() as s:  # a free port, so parallel runs cannot collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = _generate(path, out, launcher=[str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr",
+                                         "127.0.0.1", "--master_port", str(port)])
+    assert "[rank 0/2]" in log and "[rank 1/2]" in log
+    assert _read(out) == reference
+    # each rank generated its own batches: no prompt is in two shards
+    keys = [json.loads(line)["k"] for s in cache.glob("*/shard-*.jsonl") for line in s.read_text().splitlines()]
+    assert len(keys) == len(set(keys))
+
+
+class FakeCompletions(BaseHTTPRequestHandler):
+    """/v1/completions that fails the first try of some prompts with 503 and answers deterministically."""
+
+    seen: dict = {}
+    lock = threading.Lock()
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["prompt"]
+        with self.lock:
+            n = self.seen[prompt] = self.seen.get(prompt, 0) + 1
+        if "always-bad" in prompt:
+            self._send(400, {"error": {"message": "prompt too long"}})
+        elif "flaky" in prompt and n == 1:
+            self._send(503, {"error": "overloaded"})
+        elif "dead" in prompt:
+            self._send(500, {"error": "boom"})
+        else:
+            text = f"echo:{prompt[-12:]}:{body['seed']}:{body['temperature']}"
+            self._send(200, {"choices": [{"text": " " + text, "finish_reason": "stop"}],
+                             "usage": {"completion_tokens": 3}})
+
+    def _send(self, code, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def server():
+    FakeCompletions.seen = {}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeCompletions)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture()
+def tok(tiny_model_and_tokenizer):
+    return tiny_model_and_tokenizer[1]
+
+
+def test_openai_backend_retries_then_succeeds(server, tok, tmp_path):
+    b = OpenAIBackend(server, "tiny", tok, max_new_tokens=5, concurrency=4, max_retries=2, backoff_s=0.01,
+                      timeout_s=5)
+    prompts = [f"prompt {i} flaky" if i % 3 == 0 else f"prompt {i}" for i in range(10)]
+    out, stats = generate_with_cache(b, prompts, GenerationCache(tmp_path, b.cache_key_parts()), progress=False)
+    assert stats.generated == 10 and all(out[p].text.startswith("echo:") for p in prompts)
+    assert FakeCompletions.seen["prompt 0 flaky"] == 2 and FakeCompletions.seen["prompt 1"] == 1
+    # same seed for the same prompt on a rerun: reproducible sampling requests
+    again = OpenAIBackend(server, "tiny", tok, max_new_tokens=5)
+    assert again.generate_batch(["prompt 1"])[0].text == out["prompt 1"].text
+
+
+def test_openai_backend_gives_up_with_the_cache_intact(server, tok, tmp_path):
+    b = OpenAIBackend(server, "tiny", tok, max_new_tokens=5, concurrency=2, max_retries=1, backoff_s=0.01,
+                      batch_size=2, timeout_s=5)
+    cache = GenerationCache(tmp_path, b.cache_key_parts())
+    # batches are planned longest first, so the failing prompt comes after the two good ones
+    prompts = ["aaaaaaaaaaaaaaaaaaaa ok", "bbbbbbbbbbbbbbbbbbbb ok", "dead"]
+    with pytest.raises(MIPOGenerationError, match="failed 2 times in a row.*HTTP 500"):
+        generate_with_cache(b, prompts, cache, progress=False)
+    assert len(GenerationCache(tmp_path, b.cache_key_parts())) == 2
+    assert FakeCompletions.seen["dead"] == 2
+
+
+def test_openai_backend_does_not_retry_a_client_error(server, tok, tmp_path):
+    b = OpenAIBackend(server, "tiny", tok, max_retries=3, backoff_s=0.01, timeout_s=5)
+    with pytest.raises(MIPOGenerationError, match="refused a request.*HTTP 400"):
+        b.generate_batch(["always-bad"])
+    assert FakeCompletions.seen["always-bad"] == 1
+
+
+def test_openai_backend_unreachable_server(tok):
+    b = OpenAIBackend("http://127.0.0.1:9/v1", "tiny", tok, max_retries=1, backoff_s=0.01, timeout_s=2)
+    with pytest.raises(MIPOGenerationError, match="failed 2 times"):
+        b.generate_batch(["x"])
+
+
+def test_missing_vllm_names_the_extra(monkeypatch):
+    import builtins
+
+    from axolotl_mipo.errors import MIPOConfigError
+    from axolotl_mipo.generation import vllm as vmod
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **k):
+        if name == "vllm":
+            raise ImportError("No module named 'vllm'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(MIPOConfigError, match=r"pip install 'axolotl-mipo\[vllm\]'"):
+        vmod._import_vllm()
