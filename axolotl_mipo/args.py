@@ -117,6 +117,11 @@ class MIPOConfig(_Strict):
         default="raise",
         description="raise: stop at the first bad row with an error naming it; skip: drop bad rows, counted and logged",
     )
+    long_prompt: Literal["raise", "skip", "truncate_context"] | None = Field(
+        default=None,
+        description="a prompt longer than sequence_len: raise, skip the row, or keep the context's last tokens "
+        "(default: skip when on_bad_row is skip, else raise)",
+    )
     dedupe_rows: bool = Field(default=True, description="drop exact duplicate rows (same context and conversation)")
 
     # -- loss hooks (RMiPO / PerCE); the trainer reads them through training args

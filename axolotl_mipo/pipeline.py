@@ -54,6 +54,7 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
                 max_prompt_tokens=mipo_cfg.generation.max_prompt_tokens or cfg.get("sequence_len"),
                 progress=progress and (sharded or rank == 0),
                 gen_kwargs=gen_kwargs,
+                long_prompt=mipo_cfg.long_prompt or ("skip" if mipo_cfg.on_bad_row == "skip" else "raise"),
             )
         finally:
             backend.close()

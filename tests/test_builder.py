@@ -152,3 +152,22 @@ def test_special_tokens_in_a_context_cannot_inject_a_role(tok, tmp_path):
     # system + user + assistant headers only, and exactly two closed turns
     assert ids.count(header) == 3 and ids.count(eot) == 2
     assert rows[1]["prompt"][0]["content"] == "plain"  # clean rows untouched
+
+
+@pytest.mark.parametrize("policy", ["skip", "truncate_context"])
+def test_long_prompts_are_skipped_or_truncated_and_counted(tok, tmp_path, policy):
+    exs = _examples(4)
+    long_ctx = " ".join(f"detail{i}" for i in range(300)) + " FINAL"
+    exs[1] = Example(index=1, messages=(("user", "question 1"),), context=long_ctx, source="d")
+    rows, stats = build_preference_rows(exs, get_strategy("drop_context"), ScriptedBackend(),
+                                        GenerationCache(tmp_path, {}), tok, max_prompt_tokens=120,
+                                        long_prompt=policy, progress=False)
+    if policy == "skip":
+        assert stats.skipped_long == 1 and {r["mipo_row"] for r in rows} == {0, 2, 3}
+    else:
+        assert stats.truncated_long == 1 and len(rows) == 4
+        ctx = rows[1]["prompt"][0]["content"]
+        assert ctx.endswith("FINAL") and len(ctx) < len(long_ctx)  # the most recent part is kept
+        n = len(tok(tok.apply_chat_template(rows[1]["prompt"], tokenize=False, add_generation_prompt=True),
+                    add_special_tokens=False)["input_ids"])
+        assert n <= 120

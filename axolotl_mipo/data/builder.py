@@ -38,13 +38,18 @@ class BuildStats:
     dropped_empty: int = 0
     dropped_identical: int = 0
     neutralized_rows: int = 0
+    skipped_long: int = 0
+    truncated_long: int = 0
     generation: GenerationStats = field(default_factory=GenerationStats)
 
     def summary(self) -> str:
+        long = ""
+        if self.skipped_long or self.truncated_long:
+            long = f"; {self.skipped_long} rows skipped and {self.truncated_long} contexts truncated as too long"
         return (
             f"mipo: {self.rows} rows -> {self.pairs_planned} pairs planned, {self.pairs_kept} kept "
             f"({self.dropped_empty} dropped for an empty response, {self.dropped_identical} for identical "
-            f"chosen and rejected)"
+            f"chosen and rejected{long})"
         )
 
 
@@ -91,6 +96,43 @@ def render_prompt(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def _prompt_len(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _fit_prompts(examples, tokenizer, fmt, limit, policy, stats) -> list[Example]:
+    """Apply the ``long_prompt`` policy to each row's own prompt (context + conversation)."""
+    out = []
+    for ex in examples:
+        n = _prompt_len(tokenizer, render_prompt(tokenizer, build_messages(ex.messages, ex.context, fmt)))
+        if n <= limit:
+            out.append(ex)
+            continue
+        if policy == "truncate_context" and ex.context:
+            ids = tokenizer(ex.context, add_special_tokens=False)["input_ids"]
+            keep = len(ids) - (n - limit)
+            # decoding can merge tokens differently: shrink until the rendered prompt really fits
+            while keep > 0:
+                ctx = tokenizer.decode(ids[-keep:], skip_special_tokens=True).strip()
+                if ctx and _prompt_len(tokenizer, render_prompt(tokenizer, build_messages(ex.messages, ctx, fmt))) <= limit:
+                    out.append(Example(index=ex.index, messages=ex.messages, context=ctx, source=ex.source,
+                                       meta={**ex.meta, "context_truncated_from_tokens": len(ids)}))
+                    stats.truncated_long += 1
+                    break
+                keep -= max(1, keep // 20)
+            else:
+                stats.skipped_long += 1
+            continue
+        stats.skipped_long += 1
+    if stats.skipped_long or stats.truncated_long:
+        LOG.warning(f"mipo: prompts over {limit} tokens: {stats.skipped_long} rows skipped, "
+                    f"{stats.truncated_long} contexts truncated to their last tokens")
+    if not out:
+        raise MIPODataError(f"every row's prompt is longer than {limit} tokens; raise sequence_len or "
+                            "mipo.generation.max_prompt_tokens")
+    return out
+
+
 def build_preference_rows(
     examples: Sequence[Example],
     strategy: PairingStrategy,
@@ -103,8 +145,16 @@ def build_preference_rows(
     max_prompt_tokens: int | None = None,
     progress: bool = True,
     gen_kwargs: dict | None = None,
+    long_prompt: str = "raise",
 ) -> tuple[list[dict], BuildStats]:
-    """Validate, generate what is missing, pair, and return the DPO rows."""
+    """Validate, generate what is missing, pair, and return the DPO rows.
+
+    ``long_prompt`` decides what happens to a row whose prompt (with its own
+    context) is longer than ``max_prompt_tokens``: ``raise`` (an error naming
+    the row), ``skip`` (dropped and counted) or ``truncate_context`` (the
+    context keeps its *last* tokens, the most recent history, until the prompt
+    fits; dropped and counted if even an empty context does not fit).
+    """
     fmt = fmt or PromptFormat()
     stats = BuildStats(rows=len(examples))
     examples, stats.neutralized_rows = neutralize_examples(examples, tokenizer)
@@ -113,6 +163,8 @@ def build_preference_rows(
             f"mipo: {stats.neutralized_rows} rows contained the chat template's special tokens as text; "
             "they were broken up (a zero-width space inserted) so they cannot open or close a role"
         )
+    if max_prompt_tokens is not None and long_prompt != "raise":
+        examples = _fit_prompts(examples, tokenizer, fmt, max_prompt_tokens, long_prompt, stats)
     # everything that can be checked is checked before the first token is generated
     strategy.validate(examples)
     requests = list(dict.fromkeys(strategy.requests(examples, seed)))
