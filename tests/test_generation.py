@@ -144,6 +144,41 @@ def test_oom_halves_the_batch_and_continues(tiny_model_and_tokenizer, prompts):
     assert len(out) == len(prompts) and b.batch_size <= 3 and max(c for c in calls if c <= 2) == 2
 
 
+def test_token_budget_batches_fill_short_prompts():
+    lengths = [100] * 4 + [40] * 12 + [10] * 30
+    batches = plan_batches(lengths, 4, extra_tokens=20)
+    budget = 4 * (100 + 20)
+    assert batches[0] == [0, 1, 2, 3]
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) * (max(lengths[i] for i in b) + 20) <= budget and len(b) <= 16
+    assert len(batches) < len(plan_batches(lengths, 4))
+
+
+def test_counter_noise_is_uniform_and_row_local():
+    import torch
+
+    from axolotl_mipo.generation.hf import counter_uniform
+
+    seeds = torch.tensor([1, 2, 3], dtype=torch.int64)
+    u = counter_uniform(seeds, step=5, vocab=20000)
+    assert 0 < u.min() and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.01
+    assert torch.equal(counter_uniform(seeds[1:2], 5, 20000)[0], u[1])  # independent of the batch
+    assert not torch.equal(u[0], u[1]) and not torch.equal(counter_uniform(seeds, 6, 20000), u)
+
+
+def test_gumbel_sampler_draws_from_the_softmax():
+    import torch
+
+    from axolotl_mipo.generation.hf import PerRowGumbelSampler
+
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    sampler = PerRowGumbelSampler(list(range(4000)), torch.device("cpu"))
+    picks = sampler(torch.zeros(4000, 3, dtype=torch.long), logits.repeat(4000, 1)).argmax(-1)
+    freq = torch.bincount(picks, minlength=4).double() / 4000
+    assert torch.allclose(freq, torch.softmax(logits.double(), -1), atol=0.03)
+
+
 def test_plan_batches_groups_by_length():
     lengths = [5, 1, 9, 3, 7, 2]
     batches = plan_batches(lengths, 2)

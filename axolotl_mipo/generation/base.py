@@ -63,14 +63,37 @@ class GenerationBackend(ABC):
 
     batch_size: int = 8
 
+    def budget_extra_tokens(self) -> int | None:
+        """Tokens generated per row, when batches should be sized by a token budget (``None``: fixed size)."""
+        return None
+
     def close(self) -> None:
         """Release the model (memory is needed for training next)."""
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first: an OOM shows up at once)."""
+def plan_batches(lengths: Sequence[int], batch_size: int, extra_tokens: int | None = None,
+                 max_rows_factor: int = 4) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first (an OOM shows up at once).
+
+    With ``extra_tokens`` (the tokens each row will generate), batches are sized
+    by a token budget instead of a row count: the first (longest) batch has
+    ``batch_size`` rows and sets the budget ``batch_size * (longest + extra)``;
+    later, shorter batches take as many rows as fit in the same budget (at most
+    ``max_rows_factor * batch_size``). Peak memory stays that of the first batch
+    while short prompts need fewer, fuller batches, hence fewer decode steps.
+    """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if extra_tokens is None or not order:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    budget = batch_size * (lengths[order[0]] + extra_tokens)
+    cap = max_rows_factor * batch_size
+    batches, i = [], 0
+    while i < len(order):
+        width = lengths[order[i]] + extra_tokens  # the batch's longest row sets its padded width
+        rows = max(1, min(cap, budget // max(width, 1)))
+        batches.append(order[i : i + rows])
+        i += rows
+    return batches
 
 
 def _run_batch(backend: GenerationBackend, prompts: list[str], retries: int, backoff_s: float,
@@ -132,7 +155,8 @@ def generate_with_cache(
         LOG.info(f"reusing {stats.cached} cached generations from {cache.dir}")
     if pending:
         lengths = backend.prompt_lengths([unique[i] for i in pending])
-        batches = [[pending[j] for j in b] for b in plan_batches(lengths, backend.batch_size)]
+        batches = [[pending[j] for j in b]
+                   for b in plan_batches(lengths, backend.batch_size, backend.budget_extra_tokens())]
         mine = batches[rank::world_size]
         bar = None
         if progress:

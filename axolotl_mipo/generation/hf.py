@@ -31,25 +31,56 @@ def _prompt_seed(seed: int, prompt: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
+def _as_int64(u: int) -> int:
+    return u - (1 << 64) if u >= (1 << 63) else u
+
+
+_GOLDEN = _as_int64(0x9E3779B97F4A7C15)
+_M1 = _as_int64(0xBF58476D1CE4E5B9)
+_M2 = _as_int64(0x94D049BB133111EB)
+
+
+def _splitmix(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finalizer on int64 tensors (multiplication wraps; shifts made logical with masks)."""
+    x = x ^ ((x >> 30) & ((1 << 34) - 1))
+    x = x * _M1
+    x = x ^ ((x >> 27) & ((1 << 37) - 1))
+    x = x * _M2
+    return x ^ ((x >> 31) & ((1 << 33) - 1))
+
+
+def counter_uniform(seeds: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
+    """Uniform(0, 1) noise [rows, vocab] that is a pure function of (row seed, step, token id).
+
+    A counter-based generator: no state to carry, vectorised over the batch, and a
+    row's noise is the same whichever batch (and position in it) the row is in.
+    """
+    idx = torch.arange(vocab, device=seeds.device, dtype=torch.int64) + step * vocab
+    x = _splitmix(seeds[:, None] + idx[None, :] * _GOLDEN)
+    # top 53 bits -> a double in (0, 1), never exactly 0 or 1
+    return (((x >> 11) & ((1 << 53) - 1)).to(torch.float64) + 0.5) / float(1 << 53)
+
+
 class PerRowGumbelSampler:
-    """Logits processor: adds per-row Gumbel noise so that greedy decoding samples."""
+    """Logits processor: adds per-row Gumbel noise so that greedy decoding samples.
+
+    ``argmax(logits / T + G)`` with ``G = -log(-log U)`` is an exact draw from
+    ``softmax(logits / T)``; with the top-p/top-k filtered logits it is an exact
+    draw from the filtered distribution.
+    """
 
     def __init__(self, seeds: Sequence[int], device: torch.device):
-        self.generators = []
-        for s in seeds:
-            g = torch.Generator(device="cpu")
-            g.manual_seed(s)
-            self.generators.append(g)
-        self.device = device
+        self.seeds = torch.tensor(list(seeds), dtype=torch.int64, device=device)
+        self.prompt_len: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        vocab = scores.shape[-1]
-        # uniform noise is drawn on the CPU per row so it does not depend on device kernels
-        u = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64) for g in self.generators])
-        gumbel = -torch.log(-torch.log(u.clamp_(1e-300, 1.0 - 1e-16)))
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+        step = input_ids.shape[1] - self.prompt_len
+        u = counter_uniform(self.seeds.to(scores.device), step, scores.shape[-1])
+        gumbel = -torch.log(-torch.log(u))
         scores = scores.float()
-        finite = torch.isfinite(scores)
-        return torch.where(finite, scores + gumbel.to(scores.device, torch.float32), scores)
+        return torch.where(torch.isfinite(scores), scores + gumbel.to(torch.float32), scores)
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -145,7 +176,7 @@ class HFBackend(GenerationBackend):
     def cache_key_parts(self) -> dict:
         return {
             "backend": self.name,
-            "sampler": "per-row-gumbel-v1",
+            "sampler": "counter-gumbel-v2",
             "model": self.model_id,
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
             "max_new_tokens": self.max_new_tokens,
@@ -155,6 +186,9 @@ class HFBackend(GenerationBackend):
             "repetition_penalty": self.repetition_penalty,
             "seed": self.seed if self.sample else None,
         }
+
+    def budget_extra_tokens(self) -> int | None:
+        return self.max_new_tokens
 
     def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
         enc = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]

@@ -1,0 +1,161 @@
+"""Generation throughput: naive one-at-a-time vs a plain batched ``model.generate`` vs the ``hf`` backend.
+
+    python benchmarks/bench_generation.py [--quick]
+
+For each model (the tiny test model, and a CPU-sized Llama: hidden 512, 8
+layers) and each prompt set (equal lengths; mixed lengths spread 1x-8x, as user
+contexts are), it measures in one process, interleaving the methods round by
+round so that machine noise hits them alike:
+
+* ``naive``  — one prompt at a time, ``model.generate``;
+* ``plain``  — the prompts in input order, batches of 16, left-padded ``model.generate``;
+* ``hf``     — ``HFBackend`` through ``generate_with_cache`` (length-sorted
+  batches of 16, per-prompt seeded sampling), with an empty cache each round.
+
+All three sample with the same settings (temperature 0.7, top-p 0.9) and the
+same ``max_new_tokens``; EOS is disabled so every method generates the same
+number of tokens and tokens/s compare like for like. Prints tokens/s (median
+over rounds) and the ratios the targets refer to: hf / plain >= 1.0 on equal
+lengths and >= 1.3 on mixed lengths; plain / naive for reference.
+
+With ``--vllm`` on a GPU machine it also times raw ``vllm.LLM.generate`` and the
+``vllm`` backend on the same prompts (target >= 0.9x raw vLLM) and hf against vllm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import transformers
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from axolotl_mipo.generation.base import generate_with_cache  # noqa: E402
+from axolotl_mipo.generation.cache import GenerationCache  # noqa: E402
+from axolotl_mipo.generation.hf import HFBackend  # noqa: E402
+from axolotl_mipo.testing.tiny import TinyModelSpec, build_tiny_model  # noqa: E402
+
+WORDS = ("user likes short answers formal language cooking recipes football news python code jazz music travel "
+         "tips gardening advice math puzzles poetry history facts").split()
+
+
+def make_prompts(tok, n: int, lengths: list[int], seed: int) -> list[str]:
+    rng = random.Random(seed)
+    prompts = []
+    for i in range(n):
+        target = lengths[i % len(lengths)]
+        words = []
+        while len(tok(" ".join(words), add_special_tokens=False)["input_ids"]) < target:
+            words.extend(rng.choice(WORDS) for _ in range(8))
+        ctx = " ".join(words)
+        prompts.append(tok.apply_chat_template([{"role": "system", "content": ctx},
+                                                {"role": "user", "content": f"question {i}?"}],
+                                               tokenize=False, add_generation_prompt=True))
+    rng.shuffle(prompts)
+    return prompts
+
+
+def _sample_kwargs(max_new, pad_id):
+    # eos_token_id=-1 never matches: every method generates exactly max_new tokens
+    return dict(max_new_tokens=max_new, do_sample=True, temperature=0.7, top_p=0.9, pad_token_id=pad_id,
+                eos_token_id=-1)
+
+
+@torch.no_grad()
+def run_naive(model, tok, prompts, max_new):
+    n = 0
+    for p in prompts:
+        ids = tok(p, add_special_tokens=False, return_tensors="pt")
+        out = model.generate(**ids, **_sample_kwargs(max_new, tok.pad_token_id))
+        n += out.shape[1] - ids["input_ids"].shape[1]
+    return n
+
+
+@torch.no_grad()
+def run_plain(model, tok, prompts, max_new, bs=16):
+    n = 0
+    tok.padding_side = "left"
+    for i in range(0, len(prompts), bs):
+        enc = tok(prompts[i : i + bs], add_special_tokens=False, padding=True, return_tensors="pt")
+        out = model.generate(**enc, **_sample_kwargs(max_new, tok.pad_token_id))
+        n += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
+    return n
+
+
+def run_hf(model, tok, prompts, max_new, bs=16):
+    backend = HFBackend(model, tok, model_id={}, max_new_tokens=max_new, temperature=0.7, top_p=0.9, batch_size=bs)
+    backend.eos_ids = [-1]  # same as the others: no early stop
+    with tempfile.TemporaryDirectory() as d:
+        _, stats = generate_with_cache(backend, prompts, GenerationCache(d, {"bench": time.time()}), progress=False)
+    return stats.tokens
+
+
+def bench(model, tok, prompts, max_new, rounds, methods):
+    times = {m: [] for m in methods}
+    tokens = {}
+    for r in range(rounds):
+        order = list(methods) if r % 2 == 0 else list(reversed(methods))
+        for m in order:
+            t0 = time.perf_counter()
+            tokens[m] = methods[m](model, tok, prompts, max_new)
+            times[m].append(time.perf_counter() - t0)
+    return {m: tokens[m] / statistics.median(times[m]) for m in methods}
+
+
+def main() -> None:
+    transformers.logging.set_verbosity_error()  # the "eos_token_id=-1" warning is intended here
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer prompts and rounds (a smoke run)")
+    ap.add_argument("--vllm", action="store_true", help="also compare with vLLM (GPU only)")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    models = {
+        "tiny (hidden 64, 2 layers)": TinyModelSpec(),
+        "cpu-sized (hidden 512, 8 layers)": TinyModelSpec(hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
+                                                          num_key_value_heads=4, intermediate_size=1376),
+    }
+    n = 16 if args.quick else 48
+    rounds = 1 if args.quick else 3
+    max_new = 16 if args.quick else 32
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for label, spec in models.items():
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            path = build_tiny_model(os.path.join(d, label.split()[0]), spec)
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path).eval()
+            for shape, lengths in {"equal lengths (128)": [128], "mixed lengths (32-256)": [32, 64, 96, 128, 160,
+                                                                                           192, 224, 256]}.items():
+                prompts = make_prompts(tok, n, lengths, seed=1)
+                methods = {"plain": run_plain, "hf": run_hf}
+                if "equal" in shape:
+                    methods = {"naive": run_naive, **methods}
+                tps = bench(model, tok, prompts, max_new, rounds, methods)
+                rows.append((label, shape, tps))
+                line = ", ".join(f"{m} {v:.0f} tok/s" for m, v in tps.items())
+                ratio = tps["hf"] / tps["plain"]
+                extra = f"; plain/naive {tps['plain'] / tps['naive']:.2f}x" if "naive" in tps else ""
+                print(f"{label:34s} {shape:24s} {line}; hf/plain {ratio:.2f}x{extra}", flush=True)
+            del model
+    print("\ntargets: hf/plain >= 1.0x on equal lengths, >= 1.3x on mixed lengths")
+    for label, shape, tps in rows:
+        target = 1.0 if "equal" in shape else 1.3
+        r = tps["hf"] / tps["plain"]
+        print(f"  {label:34s} {shape:24s} hf/plain {r:.2f}x  {'OK' if r >= target else 'MISSED'} (target {target}x)")
+    if args.vllm:
+        print("vLLM comparison: run on a GPU machine with vllm installed (see the docstring); not run here.")
+
+
+if __name__ == "__main__":
+    main()
