@@ -1,0 +1,730 @@
+"""``MIPODPOTrainer``: Axolotl's DPO trainer with the RMiPO and PerCE loss hooks.
+
+The math lives in :mod:`axolotl_mipo.losses`; this module runs the forwards the
+hooks need and feeds the results to it. Options come from the training
+arguments (``mipo_*`` fields of :class:`MIPOTrainingArgsMixin`, which the plugin
+merges into ``AxolotlDPOConfig``); :func:`training_args_from_config` maps the
+``mipo:`` block to them.
+
+What each ``mipo_loss`` costs per step, on top of plain DPO
+(policy forward + backward, reference forward):
+
+* ``dpo`` — nothing: every method defers to TRL's ``DPOTrainer``.
+* ``rmipo`` — one no-grad policy forward over the two responses alone (no
+  prompt, no BOS); the ``reference_free`` form also drops DPO's reference
+  forward. research.md, RMiPO.
+* ``perce`` — DPO sigmoid loss on token-weighted sequence log-probs plus
+  ``alpha`` x PerCE on the chosen response. Weights from ``policy``: one
+  no-grad forward of ``prompt_no_context + response`` (both responses when
+  ``perce_token_weighted_dpo``, else the chosen one only). Weights from
+  ``reference``: computed once with the reference model while precomputing the
+  reference log-probs and stored in the dataset, so nothing extra per step.
+  research.md, PerContrast / PerCE.
+* ``rmipo+perce`` — both: RMiPO's preference term (token-weighted like
+  ``perce``) plus the PerCE term.
+
+Choices this module makes where research.md leaves them open:
+
+* Token weights, when ``perce_token_weighted_dpo`` is on, replace the sequence
+  log-probs of policy AND reference in whichever preference term is active
+  (DPO sums ``sum w_i log p``; RMiPO reference-free averages
+  ``(1/n) sum w_i log p``). RMiPO's dPMI always uses unweighted log-probs: it
+  measures the pair, not the weighting.
+* RMiPO's DPO form uses DPO's ``beta`` (``rl_beta``), because its log-ratios are
+  DPO's sequence sums; ``rmipo_beta`` is the reference-free form's scale
+  (per-token averages). With ``gamma = 0`` the DPO form is exactly DPO.
+* The weights' no-context forward and RMiPO's response-alone forward use the
+  policy as it is at this step (adapter enabled), as the papers do.
+* ``rewards/*`` metrics: ``beta x`` the log-ratios the loss uses; for the
+  reference-free form, ``rmipo_beta x`` the average log-probs (SimPO's
+  convention). ``logps/*`` stay TRL's unweighted sequence sums.
+* Precomputed reference data (``precompute_ref_log_probs``) is computed by
+  every rank over the whole dataset (the values are lists of per-token floats
+  whose lengths differ between rows, which ``gather`` cannot stitch); only the
+  main process writes the cache file.
+"""
+
+import json
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, is_peft_model
+from axolotl.core.trainers.dpo.trainer import AxolotlDPOTrainer
+from datasets import Dataset, IterableDataset, concatenate_datasets
+from datasets.fingerprint import Hasher
+from pydantic import BaseModel
+from torch.utils.data import DataLoader
+from trl.data_utils import _tokenize
+from trl.models import prepare_deepspeed
+from trl.models.utils import disable_gradient_checkpointing
+from trl.trainer.utils import entropy_from_logits, hash_module, pad, selective_log_softmax, use_adapter
+
+from axolotl_mipo.errors import MIPOConfigError, MIPOError
+from axolotl_mipo.losses import (
+    PerCEStats,
+    align_right,
+    dpo_sigmoid_loss,
+    masked_mean,
+    masked_sum,
+    perce_loss,
+    perce_weights,
+    rmipo_dpmi,
+    rmipo_dpo_loss,
+    rmipo_gamma,
+    rmipo_reference_free_loss,
+)
+
+LOG = logging.getLogger("axolotl_mipo.trainer")
+
+__all__ = [
+    "MIPODPOConfig",
+    "MIPODPOTrainer",
+    "MIPOLossSettings",
+    "MIPOPreferenceCollator",
+    "MIPOTrainingArgsMixin",
+    "training_args_from_config",
+]
+
+LOSSES = ("dpo", "rmipo", "perce", "rmipo+perce")
+RMIPO_FORMS = ("reference_free", "dpo")
+WEIGHT_SOURCES = ("policy", "reference")
+
+# dataset columns this trainer adds
+COL_PROMPT_NC_IDS = "prompt_no_context_ids"
+COL_REF_TOKENS = ("ref_chosen_token_logps", "ref_rejected_token_logps")
+COL_REF_PIR = ("perce_ref_chosen_pir", "perce_ref_rejected_pir")
+MIPO_COLUMNS = (COL_PROMPT_NC_IDS, *COL_REF_TOKENS, *COL_REF_PIR)
+
+# batch keys the collator wrapper adds; never passed to the model
+NC_KEYS = ("nc_input_ids", "nc_attention_mask", "nc_completion_mask")
+REF_TOKEN_KEYS = ("ref_token_logps", "ref_token_mask")
+REF_PIR_KEYS = ("perce_ref_pir", "perce_ref_pir_mask")
+MIPO_BATCH_KEYS = frozenset((*NC_KEYS, *REF_TOKEN_KEYS, *REF_PIR_KEYS))
+_NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}) | MIPO_BATCH_KEYS
+
+
+# --------------------------------------------------------------------------- options
+@dataclass
+class MIPOTrainingArgsMixin:
+    """The loss options as training-argument fields (Axolotl merges this into ``AxolotlDPOConfig``).
+
+    Same names as the ``mipo:`` block with a ``mipo_`` prefix; see
+    :class:`axolotl_mipo.args.MIPOConfig` for their meaning.
+    """
+
+    mipo_loss: str = field(default="dpo", metadata={"help": "dpo | rmipo | perce | rmipo+perce"})
+    mipo_rmipo_form: str = field(default="reference_free", metadata={"help": "reference_free | dpo"})
+    mipo_rmipo_beta: float = field(default=2.0, metadata={"help": "beta of the reference-free RMiPO form"})
+    mipo_rmipo_gamma_min: float = field(default=0.3, metadata={"help": "RMiPO margin for a large PMI gap"})
+    mipo_rmipo_gamma_max: float = field(default=1.6, metadata={"help": "RMiPO margin for a zero/negative PMI gap"})
+    mipo_perce_alpha: float = field(default=1.0, metadata={"help": "weight of the PerCE term on chosen"})
+    mipo_perce_clip_min: float = field(default=0.8, metadata={"help": "PerCE weight lower clip m"})
+    mipo_perce_clip_max: float = field(default=5.0, metadata={"help": "PerCE weight upper clip M"})
+    mipo_perce_token_weighted_dpo: bool = field(
+        default=True, metadata={"help": "weight the preference term's sequence log-probs by PerCE weights"}
+    )
+    mipo_perce_weights_from: str = field(
+        default="policy", metadata={"help": "policy (every step) | reference (precomputed once)"}
+    )
+
+
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(MIPOTrainingArgsMixin)}
+
+
+def _validate_options(opts: dict) -> None:
+    """Raise ``MIPOConfigError`` naming the ``mipo.*`` key of the first bad value."""
+
+    def bad(key: str, why: str):
+        raise MIPOConfigError(f"mipo.{key[5:]}: {why}")
+
+    if opts["mipo_loss"] not in LOSSES:
+        bad("mipo_loss", f"{opts['mipo_loss']!r} is not one of {list(LOSSES)}")
+    if opts["mipo_rmipo_form"] not in RMIPO_FORMS:
+        bad("mipo_rmipo_form", f"{opts['mipo_rmipo_form']!r} is not one of {list(RMIPO_FORMS)}")
+    if opts["mipo_perce_weights_from"] not in WEIGHT_SOURCES:
+        bad("mipo_perce_weights_from", f"{opts['mipo_perce_weights_from']!r} is not one of {list(WEIGHT_SOURCES)}")
+    if not opts["mipo_rmipo_beta"] > 0:
+        bad("mipo_rmipo_beta", "must be > 0")
+    if opts["mipo_rmipo_gamma_min"] > opts["mipo_rmipo_gamma_max"]:
+        bad("mipo_rmipo_gamma_min", "must be <= rmipo_gamma_max")
+    if opts["mipo_perce_alpha"] < 0:
+        bad("mipo_perce_alpha", "must be >= 0")
+    if opts["mipo_perce_clip_min"] > opts["mipo_perce_clip_max"]:
+        bad("mipo_perce_clip_min", "must be <= perce_clip_max")
+
+
+def training_args_from_config(mipo_cfg: Any) -> dict:
+    """The ``mipo_*`` training-argument fields for a ``mipo:`` block.
+
+    Accepts the validated ``MIPOConfig``, or a plain dict / ``DictDefault`` of the
+    block (missing or ``None`` keys take the defaults; keys that are not loss
+    options, such as ``datasets``, are ignored). Returns every field of
+    :class:`MIPOTrainingArgsMixin`.
+    """
+    if mipo_cfg is None:
+        data: dict = {}
+    elif isinstance(mipo_cfg, BaseModel):
+        data = mipo_cfg.model_dump()
+    else:
+        data = dict(mipo_cfg)
+    out = {}
+    for name, default in _FIELD_DEFAULTS.items():
+        value = data.get(name[len("mipo_") :])
+        out[name] = default if value is None else value
+    for name in ("mipo_rmipo_beta", "mipo_rmipo_gamma_min", "mipo_rmipo_gamma_max", "mipo_perce_alpha",
+                 "mipo_perce_clip_min", "mipo_perce_clip_max"):
+        out[name] = float(out[name])
+    out["mipo_perce_token_weighted_dpo"] = bool(out["mipo_perce_token_weighted_dpo"])
+    _validate_options(out)
+    return out
+
+
+@dataclass(frozen=True)
+class MIPOLossSettings:
+    """The options as the trainer uses them, with the derived switches."""
+
+    loss: str = "dpo"
+    rmipo_form: str = "reference_free"
+    rmipo_beta: float = 2.0
+    rmipo_gamma_min: float = 0.3
+    rmipo_gamma_max: float = 1.6
+    perce_alpha: float = 1.0
+    perce_clip_min: float = 0.8
+    perce_clip_max: float = 5.0
+    perce_token_weighted_dpo: bool = True
+    perce_weights_from: str = "policy"
+
+    @classmethod
+    def from_args(cls, args: Any) -> "MIPOLossSettings":
+        opts = {name: getattr(args, name, None) for name in _FIELD_DEFAULTS}
+        opts = {name: _FIELD_DEFAULTS[name] if value is None else value for name, value in opts.items()}
+        _validate_options(opts)
+        return cls(**{name[len("mipo_") :]: value for name, value in opts.items()})
+
+    @property
+    def uses_rmipo(self) -> bool:
+        return "rmipo" in self.loss
+
+    @property
+    def uses_perce(self) -> bool:
+        return "perce" in self.loss
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the preference term has reference log-ratios (DPO and RMiPO's DPO form)."""
+        return self.loss in ("dpo", "perce") or (self.uses_rmipo and self.rmipo_form == "dpo")
+
+    @property
+    def token_weighted(self) -> bool:
+        return self.uses_perce and self.perce_token_weighted_dpo
+
+    @property
+    def needs_ref_tokens(self) -> bool:
+        """Precomputed reference data must keep per-token log-probs (weights change the sums)."""
+        return self.needs_reference and self.token_weighted
+
+    @property
+    def ref_weights(self) -> bool:
+        return self.uses_perce and self.perce_weights_from == "reference"
+
+    @property
+    def policy_weights(self) -> bool:
+        return self.uses_perce and self.perce_weights_from == "policy"
+
+
+def __getattr__(name: str):
+    # Importing AxolotlDPOConfig runs Axolotl's merge of plugin training-arg mixins,
+    # which imports this module for MIPOTrainingArgsMixin: building the config class
+    # at import time would be circular.
+    if name == "MIPODPOConfig":
+        from axolotl.core.trainers.dpo.args import AxolotlDPOConfig
+
+        @dataclass
+        class MIPODPOConfig(MIPOTrainingArgsMixin, AxolotlDPOConfig):
+            """``AxolotlDPOConfig`` with the ``mipo_*`` fields, for building the trainer without the plugin."""
+
+        MIPODPOConfig.__module__ = __name__
+        MIPODPOConfig.__qualname__ = "MIPODPOConfig"
+        globals()[name] = MIPODPOConfig
+        return MIPODPOConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- collator
+def _pad_floats(rows: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max((len(r) for r in rows), default=0)
+    values = torch.zeros(len(rows), width, dtype=torch.float32)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        if r:
+            values[i, : len(r)] = torch.tensor(r, dtype=torch.float32)
+            mask[i, : len(r)] = True
+    return values, mask
+
+
+@dataclass
+class MIPOPreferenceCollator:
+    """Wraps TRL's preference collator and adds the inputs the loss hooks need.
+
+    TRL's ``DataCollatorForPreference`` keeps only the columns it knows. This
+    wrapper calls it, then adds:
+
+    * ``nc_*`` (``emit_no_context``): ``prompt_no_context_ids + response`` rows
+      for PerCE's no-context forward, chosen rows then (``no_context_rows="both"``)
+      rejected rows. The response is the part of it the main row kept after
+      truncation, so both forwards score the same tokens. With ``keep_end`` the
+      row is cut to ``max_length`` from the left like the main row; with
+      ``keep_start`` it is not cut (that would drop response tokens the main
+      row scores; without the context it is normally the shorter row anyway).
+    * ``ref_token_logps``/``ref_token_mask``: precomputed reference per-token
+      log-probs, ``[2B, K]`` left-aligned (chosen rows first).
+    * ``perce_ref_pir``/``perce_ref_pir_mask``: precomputed reference PIR, same layout.
+    """
+
+    inner: Any
+    pad_token_id: int
+    max_length: int | None = None
+    truncation_mode: str = "keep_start"
+    emit_no_context: bool = False
+    no_context_rows: str = "both"
+
+    def _kept(self, prompt_len: int, response: list[int]) -> list[int]:
+        if self.max_length is None:
+            return response
+        if self.truncation_mode == "keep_end":
+            return response[max(0, len(response) - self.max_length) :]
+        return response[: max(0, self.max_length - prompt_len)]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        out = self.inner(examples)
+        if self.emit_no_context:
+            keys = ("chosen_ids", "rejected_ids") if self.no_context_rows == "both" else ("chosen_ids",)
+            ids, comp = [], []
+            for key in keys:
+                for ex in examples:
+                    if COL_PROMPT_NC_IDS not in ex:
+                        raise MIPOError(f"batch has no {COL_PROMPT_NC_IDS!r}: the dataset was not prepared by MIPODPOTrainer")
+                    nc = list(ex[COL_PROMPT_NC_IDS])
+                    kept = self._kept(len(ex["prompt_ids"]), list(ex[key]))
+                    row, row_mask = nc + kept, [0] * len(nc) + [1] * len(kept)
+                    if self.max_length is not None and self.truncation_mode == "keep_end":
+                        # the main row lost its start, so this one loses the same amount of left context
+                        row, row_mask = row[-self.max_length :], row_mask[-self.max_length :]
+                    ids.append(torch.tensor(row, dtype=torch.long))
+                    comp.append(torch.tensor(row_mask, dtype=torch.long))
+            out["nc_input_ids"] = pad(ids, padding_value=self.pad_token_id, padding_side="right")
+            out["nc_attention_mask"] = pad([torch.ones_like(t) for t in ids], padding_value=0, padding_side="right")
+            out["nc_completion_mask"] = pad(comp, padding_value=0, padding_side="right")
+        for cols, keys in ((COL_REF_TOKENS, REF_TOKEN_KEYS), (COL_REF_PIR, REF_PIR_KEYS)):
+            if cols[0] in examples[0]:
+                rows = [list(ex[cols[0]]) for ex in examples] + [list(ex[cols[1]]) for ex in examples]
+                out[keys[0]], out[keys[1]] = _pad_floats(rows)
+        return out
+
+
+def _compact_rows(values: torch.Tensor, mask: torch.Tensor) -> list[list[float]]:
+    values, mask = values.detach().float().cpu(), mask.bool().cpu()
+    return [values[i][mask[i]].tolist() for i in range(values.shape[0])]
+
+
+def _response_alone(input_ids: torch.Tensor, completion_mask: torch.Tensor, pad_token_id: int):
+    """The completion tokens of each row moved to the start of a new row: ``(ids, attention_mask)``."""
+    cm = completion_mask.bool()
+    n = cm.sum(-1)
+    width = int(n.max().item()) if n.numel() else 0
+    pos = cm.long().cumsum(-1) - 1
+    sink = torch.full_like(pos, width)
+    idx = torch.where(cm, pos, sink)
+    ids = input_ids.new_full((input_ids.shape[0], width + 1), pad_token_id)
+    ids = ids.scatter(-1, idx, torch.where(cm, input_ids, torch.full_like(input_ids, pad_token_id)))[:, :width]
+    att = (torch.arange(width, device=input_ids.device).unsqueeze(0) < n.unsqueeze(-1)).long()
+    return ids, att
+
+
+# --------------------------------------------------------------------------- trainer
+class MIPODPOTrainer(AxolotlDPOTrainer):
+    """``AxolotlDPOTrainer`` whose loss is DPO, RMiPO, PerCE or RMiPO + PerCE (``args.mipo_loss``).
+
+    With ``mipo_loss="dpo"`` (or args without ``mipo_*`` fields) every
+    overridden method defers to the parent, so training is exactly TRL's DPO.
+
+    Metrics, logged through TRL's metric store next to ``rewards/*``:
+    ``rmipo/gamma``, ``rmipo/dpmi``, ``rmipo/pmi_chosen``, ``rmipo/pmi_rejected``;
+    ``perce/weight_mean``, ``perce/clipped_frac``, ``perce/pir_mean``,
+    ``perce/aux_loss``.
+    """
+
+    def __init__(self, model, ref_model=None, args=None, *pargs, **kwargs):
+        # set before the parent's __init__: it prepares datasets through our overrides
+        self._mipo = MIPOLossSettings.from_args(args)
+        if self._mipo.loss != "dpo":
+            self._check_compatible(args)
+        super().__init__(model, ref_model, args, *pargs, **kwargs)
+        if self._mipo.loss == "dpo":
+            return
+        if self._is_vision_dataset:
+            raise MIPOConfigError(f"mipo.loss {self._mipo.loss} does not support vision datasets; use loss dpo")
+        self.data_collator = self._mipo_collator(
+            emit_no_context=self._mipo.policy_weights,
+            no_context_rows="both" if self._mipo.token_weighted else "chosen",
+        )
+
+    # -- setup ---------------------------------------------------------------
+    def _check_compatible(self, args) -> None:
+        s = self._mipo
+        if args is None:
+            return
+        clashes = []
+        if list(getattr(args, "loss_type", ["sigmoid"])) != ["sigmoid"]:
+            clashes.append(f"dpo_loss_type/loss_type={args.loss_type} (must be ['sigmoid'])")
+        if getattr(args, "loss_weights", None) not in (None, [1.0]):
+            clashes.append(f"loss_weights={args.loss_weights}")
+        if getattr(args, "f_divergence_type", "reverse_kl") != "reverse_kl":
+            clashes.append(f"f_divergence_type={args.f_divergence_type}")
+        if getattr(args, "ld_alpha", None) is not None:
+            clashes.append(f"ld_alpha={args.ld_alpha}")
+        if getattr(args, "label_smoothing", 0.0):
+            clashes.append(f"label_smoothing={args.label_smoothing}")
+        if getattr(args, "use_weighting", False):
+            clashes.append("use_weighting=True")
+        if getattr(args, "use_liger_kernel", False):
+            clashes.append("use_liger_kernel=True")
+        if clashes:
+            raise MIPOConfigError(
+                f"mipo.loss {s.loss} computes its own preference loss and cannot honour: {', '.join(clashes)}; "
+                "remove these options or use mipo.loss dpo"
+            )
+        if s.ref_weights and not getattr(args, "precompute_ref_log_probs", False):
+            raise MIPOConfigError(
+                "mipo.perce_weights_from: reference computes the weights once, while precomputing the reference "
+                "log-probs; set 'precompute_ref_log_probs: true' (or use perce_weights_from: policy)"
+            )
+
+    def _mipo_collator(self, emit_no_context: bool, no_context_rows: str) -> MIPOPreferenceCollator:
+        return MIPOPreferenceCollator(
+            inner=getattr(self.data_collator, "inner", self.data_collator),
+            pad_token_id=self._tokenizer.pad_token_id,
+            max_length=self.args.max_length,
+            truncation_mode=self.args.truncation_mode,
+            emit_no_context=emit_no_context,
+            no_context_rows=no_context_rows,
+        )
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self._mipo.loss != "dpo":
+            extra = [c for c in MIPO_COLUMNS if c not in self._signature_columns]
+            self._signature_columns = list(self._signature_columns) + extra
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if not self._mipo.uses_perce:
+            return dataset
+        first = next(iter(dataset))
+        if COL_PROMPT_NC_IDS in first:
+            return dataset
+        if "prompt_no_context" not in first:
+            raise MIPOConfigError(
+                f"mipo.loss {self._mipo.loss} needs a 'prompt_no_context' column in the {dataset_name} dataset "
+                "(the prompt without the user context, as axolotl-mipo's pair builder writes it)"
+            )
+
+        def tokenize_nc(example, processing_class):
+            nc = example["prompt_no_context"]
+            if isinstance(nc, str):
+                return {COL_PROMPT_NC_IDS: _tokenize(processing_class, nc)["input_ids"]}
+            tools = example.get("tools")
+            tools = json.loads(tools) if isinstance(tools, str) else tools
+            kwargs = {"tools": tools, **(example.get("chat_template_kwargs") or {})}
+            ids = _tokenize(processing_class, nc, add_generation_prompt=True, **kwargs)["input_ids"]
+            return {COL_PROMPT_NC_IDS: ids}
+
+        map_kwargs = {}
+        if isinstance(dataset, Dataset):
+            map_kwargs = {"num_proc": args.dataset_num_proc, "desc": f"Tokenizing prompt_no_context ({dataset_name})"}
+        with PartialState().main_process_first():
+            return dataset.map(tokenize_nc, fn_kwargs={"processing_class": processing_class}, **map_kwargs)
+
+    # -- reference data ------------------------------------------------------
+    def compute_ref_log_probs(self, model, inputs):
+        # the parent hands every non-TRL key of the batch to the model
+        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k not in MIPO_BATCH_KEYS})
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        s = self._mipo
+        if s.loss == "dpo":
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        if not s.needs_reference and not s.ref_weights:
+            LOG.info("mipo.loss %s (%s form) uses no reference model: nothing to precompute", s.loss, s.rmipo_form)
+            return dataset
+        if not s.needs_ref_tokens and not s.ref_weights:
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        return self._mipo_precompute(dataset, name, batch_size)
+
+    def _mipo_precompute(self, dataset, name, batch_size):
+        """Reference sums, and per-token log-probs and/or PIR, in one pass; cached like TRL's."""
+        s = self._mipo
+        if isinstance(dataset, IterableDataset):
+            raise MIPOConfigError(
+                "precompute_ref_log_probs with mipo.loss perce needs a map-style dataset, not an IterableDataset"
+            )
+        model_hash = hash_module(self.ref_model or self.model)
+        key = ("axolotl_mipo.ref.v1", dataset._fingerprint, model_hash, s.needs_ref_tokens, s.ref_weights,
+               self.args.max_length, self.args.truncation_mode)
+        fingerprint = [Hasher.hash(key)]
+        broadcast_object_list(fingerprint, from_process=0)
+        fingerprint = fingerprint[0]
+        cache_file = dataset._get_cache_file_path(fingerprint)
+        if os.path.exists(cache_file):
+            return concatenate_datasets([dataset, Dataset.from_file(cache_file)], axis=1)
+
+        collator = self._mipo_collator(emit_no_context=s.ref_weights, no_context_rows="both")
+        # not sharded by accelerate: rows have per-token lists of different lengths (see module docstring)
+        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, shuffle=False)
+        if self.ref_model is None and self.is_deepspeed_enabled:
+            if self._precompute_engine is None:
+                self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+            model = self._precompute_engine
+        else:
+            model = self.ref_model or self.model
+
+        cols: dict[str, list] = defaultdict(list)
+        device = self.accelerator.device
+        for batch in loader:
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            ref_logps, mask = self._mipo_ref_token_logps(model, batch["input_ids"], batch["attention_mask"],
+                                                        batch["completion_mask"])
+            half = batch["input_ids"].shape[0] // 2
+            sums = masked_sum(ref_logps, mask)
+            cols["ref_chosen_logps"] += sums[:half].float().cpu().tolist()
+            cols["ref_rejected_logps"] += sums[half:].float().cpu().tolist()
+            if s.needs_ref_tokens:
+                rows = _compact_rows(ref_logps, mask)
+                cols[COL_REF_TOKENS[0]] += rows[:half]
+                cols[COL_REF_TOKENS[1]] += rows[half:]
+            if s.ref_weights:
+                nc_logps, nc_mask = self._mipo_ref_token_logps(
+                    model, batch["nc_input_ids"], batch["nc_attention_mask"], batch["nc_completion_mask"]
+                )
+                aligned, matched = align_right(nc_logps, nc_mask, mask)
+                pir = torch.where(matched, ref_logps - aligned, torch.zeros_like(ref_logps))
+                rows = _compact_rows(pir, mask)
+                cols[COL_REF_PIR[0]] += rows[:half]
+                cols[COL_REF_PIR[1]] += rows[half:]
+        if not s.needs_reference:
+            del cols["ref_chosen_logps"], cols["ref_rejected_logps"]
+
+        if self.accelerator.is_main_process:
+
+            def add_columns(batch, indices):
+                return {k: [v[i] for i in indices] for k, v in cols.items()}
+
+            dataset.map(
+                add_columns,
+                with_indices=True,
+                batched=True,
+                remove_columns=dataset.column_names,
+                new_fingerprint=fingerprint,
+                cache_file_name=cache_file,
+                desc=f"Caching reference data for {name} dataset",
+            )
+        self.accelerator.wait_for_everyone()
+        return concatenate_datasets([dataset, Dataset.from_file(cache_file)], axis=1)
+
+    def _mipo_ref_token_logps(self, model, input_ids, attention_mask, completion_mask):
+        """Reference per-token log-probs of the completion, ``([N, T-1], mask)``, no grad."""
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+            if self.ref_model is None and is_peft_model(self.model):
+                unwrapped = self.accelerator.unwrap_model(self.model)
+                with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
+                    logits = model(**kwargs).logits
+            else:
+                logits = model(**kwargs).logits
+            logps = selective_log_softmax(logits[:, :-1, :], input_ids[:, 1:])
+        mask = completion_mask[:, 1:].bool()
+        return logps.masked_fill(~mask, 0.0), mask
+
+    # -- the loss ------------------------------------------------------------
+    def _policy_token_logps_no_grad(self, input_ids, attention_mask):
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            return selective_log_softmax(logits[:, :-1, :], input_ids[:, 1:])
+
+    def _perce_token_weights(self, inputs, per_token_logps, mask) -> tuple[torch.Tensor, PerCEStats]:
+        """PerCE weights for the rows that use them (chosen, or all when token-weighted), ``[2B, T-1]``."""
+        s = self._mipo
+        rows = mask.shape[0] if s.token_weighted else mask.shape[0] // 2
+        if s.ref_weights:
+            pir, matched = align_right(inputs["perce_ref_pir"][:rows].to(per_token_logps.dtype),
+                                       inputs["perce_ref_pir_mask"][:rows], mask[:rows])
+            if not torch.equal(matched, mask[:rows]):
+                raise MIPOError(
+                    "precomputed PerCE weights do not line up with the batch's tokens (was max_length or "
+                    "truncation_mode changed after they were cached?)"
+                )
+            weights, stats = perce_weights(pir, torch.zeros_like(pir), mask[:rows], s.perce_clip_min, s.perce_clip_max)
+        else:
+            nc_ids = inputs["nc_input_ids"]
+            nc_logps = self._policy_token_logps_no_grad(nc_ids, inputs["nc_attention_mask"])
+            nc_mask = inputs["nc_completion_mask"][:, 1:].bool()
+            ctx = per_token_logps[:rows].detach()
+            aligned, matched = align_right(nc_logps, nc_mask, mask[:rows])
+            # a token with no no-context counterpart (empty prompt_no_context) gets PIR 0
+            aligned = torch.where(matched, aligned, ctx)
+            weights, stats = perce_weights(ctx, aligned, mask[:rows], s.perce_clip_min, s.perce_clip_max)
+        if rows < mask.shape[0]:
+            weights = torch.cat([weights, torch.zeros_like(weights)], dim=0)
+        return weights.to(per_token_logps.dtype), stats
+
+    def _rmipo_dpmi(self, input_ids, completion_mask, per_token_logps, mask):
+        """``(dPMI [B], PMI [2B])`` from one no-grad forward over the responses alone."""
+        resp_ids, resp_att = _response_alone(input_ids, completion_mask, self._tokenizer.pad_token_id)
+        if resp_ids.shape[1] < 2:  # single-token responses: nothing is predicted without a prompt
+            pmi = per_token_logps.new_zeros(input_ids.shape[0])
+        else:
+            alone = self._policy_token_logps_no_grad(resp_ids, resp_att)
+            alone_mask = resp_att[:, 1:].bool()
+            ctx, matched = align_right(per_token_logps.detach(), mask, alone_mask)
+            both = alone_mask & matched
+            pmi = masked_mean(ctx, both) - masked_mean(alone.to(ctx.dtype), both)
+        pmi_c, pmi_r = pmi.chunk(2)
+        return rmipo_dpmi(pmi_c, torch.zeros_like(pmi_c), pmi_r, torch.zeros_like(pmi_r)), pmi
+
+    def _mipo_reference_logps(self, model, inputs, model_kwargs, shift_labels, mask, seq_weights):
+        if self.precompute_ref_logps:
+            if seq_weights is None:
+                return torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]])
+            ref_tok, matched = align_right(inputs["ref_token_logps"].to(seq_weights.dtype), inputs["ref_token_mask"], mask)
+            if not torch.equal(matched, mask):
+                raise MIPOError(
+                    "precomputed reference log-probs do not line up with the batch's tokens (was max_length or "
+                    "truncation_mode changed after they were cached?)"
+                )
+            return masked_sum(ref_tok, mask, seq_weights)
+        ref_kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            if is_peft_model(model) and self.ref_model is None:
+                unwrapped = self.accelerator.unwrap_model(model)
+                with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
+                    ref_outputs = self.model(**ref_kwargs)
+            else:
+                ref_outputs = self.ref_model(**ref_kwargs)
+            ref_logps = selective_log_softmax(ref_outputs.logits[..., :-1, :], shift_labels)
+        return masked_sum(ref_logps, mask, seq_weights)
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        s = self._mipo
+        if s.loss == "dpo":
+            return super()._compute_loss(model, inputs, return_outputs)
+        mode = "train" if self.model.training else "eval"
+
+        model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+        model_kwargs["use_cache"] = False
+        if self.aux_loss_enabled:
+            model_kwargs["output_router_logits"] = True
+        outputs = model(**model_kwargs)
+
+        input_ids, completion_mask = inputs["input_ids"], inputs["completion_mask"]
+        shift_logits = outputs.logits[..., :-1, :]
+        shift_labels = input_ids[..., 1:]
+        mask = completion_mask[..., 1:].bool()
+        per_token_logps = selective_log_softmax(shift_logits, shift_labels).masked_fill(~mask, 0.0)
+        half = input_ids.shape[0] // 2
+
+        weights, perce_stats = None, None
+        if s.uses_perce:
+            weights, perce_stats = self._perce_token_weights(inputs, per_token_logps, mask)
+        seq_weights = weights if s.token_weighted else None
+
+        chosen_logps, rejected_logps = masked_sum(per_token_logps, mask, seq_weights).chunk(2)
+        if s.needs_reference:
+            ref_chosen, ref_rejected = self._mipo_reference_logps(
+                model, inputs, model_kwargs, shift_labels, mask, seq_weights
+            ).chunk(2)
+            chosen_logratios, rejected_logratios = chosen_logps - ref_chosen, rejected_logps - ref_rejected
+
+        if s.uses_rmipo:
+            dpmi, pmi = self._rmipo_dpmi(input_ids, completion_mask, per_token_logps, mask)
+            gamma = rmipo_gamma(dpmi, s.rmipo_gamma_min, s.rmipo_gamma_max)
+            if s.rmipo_form == "reference_free":
+                chosen_avg, rejected_avg = masked_mean(per_token_logps, mask, seq_weights).chunk(2)
+                per_pair = rmipo_reference_free_loss(chosen_avg, rejected_avg, gamma, s.rmipo_beta)
+                chosen_rewards = s.rmipo_beta * chosen_avg.detach()
+                rejected_rewards = s.rmipo_beta * rejected_avg.detach()
+            else:
+                per_pair = rmipo_dpo_loss(chosen_logratios, rejected_logratios, gamma, self.beta)
+        else:
+            per_pair = dpo_sigmoid_loss(chosen_logratios, rejected_logratios, self.beta)
+        if s.needs_reference:
+            chosen_rewards = self.beta * chosen_logratios.detach()
+            rejected_rewards = self.beta * rejected_logratios.detach()
+        loss = per_pair.mean()
+
+        if s.uses_perce:
+            aux = perce_loss(per_token_logps[:half], weights[:half], mask[:half])
+            loss = loss + s.perce_alpha * aux
+
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item())
+
+        self._log_dpo_metrics(mode, inputs, shift_logits, shift_labels, mask, per_token_logps,
+                              chosen_rewards, rejected_rewards)
+        metrics = self._metrics[mode]
+        gather = self.accelerator.gather_for_metrics
+        if s.uses_rmipo:
+            metrics["rmipo/gamma"].append(gather(gamma.detach()).float().mean().item())
+            metrics["rmipo/dpmi"].append(gather(dpmi).float().mean().item())
+            pmi_c, pmi_r = pmi.chunk(2)
+            metrics["rmipo/pmi_chosen"].append(gather(pmi_c.detach()).float().mean().item())
+            metrics["rmipo/pmi_rejected"].append(gather(pmi_r.detach()).float().mean().item())
+        if s.uses_perce:
+            n = gather(perce_stats.n_tokens.reshape(1).float())
+            total = n.sum().clamp(min=1)
+            for key, value in (("weight_mean", perce_stats.mean_weight), ("clipped_frac", perce_stats.clipped_frac),
+                               ("pir_mean", perce_stats.mean_pir)):
+                metrics[f"perce/{key}"].append((gather(value.reshape(1).float()) * n).sum().div(total).item())
+            metrics["perce/aux_loss"].append(gather(aux.detach().reshape(1)).float().mean().item())
+
+        return (loss, outputs) if return_outputs else loss
+
+    def _log_dpo_metrics(self, mode, inputs, shift_logits, shift_labels, mask, per_token_logps,
+                         chosen_rewards, rejected_rewards):
+        """TRL's DPO metrics (same keys and definitions as ``DPOTrainer._compute_loss``)."""
+        acc = self.accelerator
+        metrics = self._metrics[mode]
+        entropy_sum = acc.gather_for_metrics((entropy_from_logits(shift_logits.detach()) * mask).sum()).sum()
+        total_tokens = acc.gather_for_metrics(mask.sum()).sum()
+        metrics["entropy"].append((entropy_sum / total_tokens).item() if total_tokens > 0 else 0.0)
+
+        if mode == "train":
+            self._total_train_tokens += acc.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+        metrics["num_tokens"] = [self._total_train_tokens]
+
+        chosen_logits, rejected_logits = shift_logits.detach().chunk(2, dim=0)
+        chosen_mask, rejected_mask = mask.chunk(2, dim=0)
+        for tag, logits, m in (("chosen", chosen_logits, chosen_mask), ("rejected", rejected_logits, rejected_mask)):
+            total = acc.gather_for_metrics(logits[m].mean(-1).sum()).sum().item()
+            count = acc.gather_for_metrics(m.sum()).sum().item()
+            metrics[f"logits/{tag}"].append(total / count if count > 0 else 0.0)
+
+        correct = ((chosen_logits.argmax(dim=-1) == shift_labels[: len(shift_labels) // 2]) & chosen_mask).sum()
+        correct = acc.gather_for_metrics(correct).sum()
+        count = acc.gather_for_metrics(chosen_mask.sum()).sum()
+        metrics["mean_token_accuracy"].append((correct / count).item() if count > 0 else 0.0)
+
+        agg_chosen, agg_rejected = acc.gather(chosen_rewards), acc.gather(rejected_rewards)
+        metrics["rewards/chosen"].append(agg_chosen.mean().item())
+        metrics["rewards/rejected"].append(agg_rejected.mean().item())
+        metrics["rewards/accuracies"].append(acc.gather((chosen_rewards > rejected_rewards).float()).mean().item())
+        metrics["rewards/margins"].append(acc.gather(chosen_rewards - rejected_rewards).mean().item())
+
+        chosen_sum, rejected_sum = masked_sum(per_token_logps.detach(), mask).chunk(2)
+        metrics["logps/chosen"].append(acc.gather(chosen_sum).mean().item())
+        metrics["logps/rejected"].append(acc.gather(rejected_sum).mean().item())

@@ -1,0 +1,333 @@
+"""The loss math (axolotl_mipo.losses) against float64 references written from research.md's formulas."""
+
+import math
+import types
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from axolotl_mipo import losses as L
+
+SHAPES = [(1, 1), (2, 5), (3, 7), (4, 16), (6, 3)]
+
+
+def _batch(rng: np.random.Generator, n: int, t: int, all_masked_row: bool = True):
+    """Random values and a right-padded mask with a ragged length per row (one row fully masked)."""
+    values = rng.normal(-2.0, 1.5, size=(n, t))
+    lengths = rng.integers(1, t + 1, size=n)
+    starts = rng.integers(0, t - lengths + 1)
+    mask = np.zeros((n, t), dtype=bool)
+    for i in range(n):
+        mask[i, starts[i] : starts[i] + lengths[i]] = True
+    if all_masked_row and n > 1:
+        mask[rng.integers(n)] = False
+    # what lies under the mask must never leak into a result
+    poisoned = values.copy()
+    poisoned[~mask] = rng.choice([np.nan, -np.inf, 1e30], size=(~mask).sum())
+    return values, poisoned, mask
+
+
+def _t(x, dtype=torch.float64):
+    return torch.tensor(x, dtype=dtype) if not isinstance(x, torch.Tensor) else x
+
+
+def _ref_masked_sum(v, m, w=None):
+    out = []
+    for i in range(v.shape[0]):
+        s = 0.0
+        for j in range(v.shape[1]):
+            if m[i, j]:
+                s += float(v[i, j]) * (1.0 if w is None else float(w[i, j]))
+        out.append(s)
+    return np.array(out)
+
+
+def _ref_masked_mean(v, m, w=None):
+    counts = m.sum(axis=1)
+    return np.array([s / c if c else 0.0 for s, c in zip(_ref_masked_sum(v, m, w), counts)])
+
+
+def _logsigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+
+
+# --------------------------------------------------------------------------- masked reductions
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_masked_sum_and_mean(shape, seed):
+    rng = np.random.default_rng(seed)
+    values, poisoned, mask = _batch(rng, *shape)
+    weights = rng.uniform(0.0, 5.0, size=shape)
+    for w in (None, weights):
+        wt = None if w is None else _t(w)
+        np.testing.assert_allclose(L.masked_sum(_t(poisoned), _t(mask, torch.bool), wt).numpy(),
+                                   _ref_masked_sum(values, mask, w), atol=1e-6)
+        np.testing.assert_allclose(L.masked_mean(_t(poisoned), _t(mask, torch.bool), wt).numpy(),
+                                   _ref_masked_mean(values, mask, w), atol=1e-6)
+    # an int 0/1 mask means the same as a bool one
+    np.testing.assert_allclose(L.masked_sum(_t(poisoned), torch.tensor(mask.astype(np.int64))).numpy(),
+                               _ref_masked_sum(values, mask), atol=1e-6)
+
+
+def test_all_masked_rows_are_zero_not_nan():
+    v = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    m = torch.zeros(3, 4, dtype=torch.bool)
+    assert torch.equal(L.masked_sum(v, m), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(L.masked_mean(v, m), torch.zeros(3, dtype=torch.float64))
+    L.masked_mean(v, m).sum().backward()
+    assert torch.equal(v.grad, torch.zeros_like(v))
+
+
+def test_masked_reductions_do_not_leak_nan_into_gradients():
+    v = torch.tensor([[-1.0, float("-inf"), float("nan")]], dtype=torch.float64, requires_grad=True)
+    m = torch.tensor([[True, False, False]])
+    L.masked_mean(v, m, torch.full_like(v, 2.0)).sum().backward()
+    assert torch.equal(v.grad, torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_align_right_matches_a_loop(seed):
+    rng = np.random.default_rng(seed)
+    n, ts, td = 4, 9, 7
+    _, src, src_mask = _batch(rng, n, ts, all_masked_row=False)
+    dst_mask = np.zeros((n, td), dtype=bool)
+    for i in range(n):
+        k = rng.integers(0, td + 1)
+        start = rng.integers(0, td - k + 1)
+        dst_mask[i, start : start + k] = True
+    out, matched = L.align_right(_t(src), _t(src_mask, torch.bool), _t(dst_mask, torch.bool), fill=-7.0)
+    for i in range(n):
+        s_vals = [src[i, j] for j in range(ts) if src_mask[i, j]]
+        d_pos = [j for j in range(td) if dst_mask[i, j]]
+        for k, j in enumerate(reversed(d_pos)):
+            if k < len(s_vals):
+                assert matched[i, j]
+                assert out[i, j].item() == s_vals[len(s_vals) - 1 - k]
+            else:
+                assert not matched[i, j] and out[i, j].item() == -7.0
+        for j in range(td):
+            if not dst_mask[i, j]:
+                assert not matched[i, j] and out[i, j].item() == -7.0
+
+
+# --------------------------------------------------------------------------- DPO / RMiPO
+@pytest.mark.parametrize("b", [1, 3, 8])
+@pytest.mark.parametrize("beta", [0.1, 2.0])
+def test_dpo_sigmoid_loss(b, beta):
+    rng = np.random.default_rng(b)
+    c, r = rng.normal(0, 5, b), rng.normal(0, 5, b)
+    ref = [-_logsigmoid(beta * (ci - ri)) for ci, ri in zip(c, r)]
+    np.testing.assert_allclose(L.dpo_sigmoid_loss(_t(c), _t(r), beta).numpy(), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("gmin,gmax", [(0.3, 1.6), (0.0, 0.0), (1.0, 1.0), (-0.5, 2.0)])
+def test_rmipo_gamma(gmin, gmax):
+    dpmi = np.array([-3.0, -1e-9, 0.0, 1e-3, 0.5, 2.0, 40.0])
+    ref = [gmin + (gmax - gmin) * math.exp(-max(0.0, d)) for d in dpmi]
+    x = _t(dpmi).requires_grad_(True)
+    g = L.rmipo_gamma(x, gmin, gmax)
+    np.testing.assert_allclose(g.numpy(), ref, atol=1e-6)
+    assert not g.requires_grad
+    # the margin is gmax for a zero or negative PMI gap and decays toward gmin
+    assert g[0].item() == pytest.approx(gmax) and g[2].item() == pytest.approx(gmax)
+    assert g[-1].item() == pytest.approx(gmin)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rmipo_dpmi_and_losses(seed):
+    rng = np.random.default_rng(seed)
+    b = 5
+    lw, uw, ll, ul = (rng.normal(-2, 1, b) for _ in range(4))
+    dpmi_ref = (lw - uw) - (ll - ul)
+    x = [_t(a).requires_grad_(True) for a in (lw, uw, ll, ul)]
+    dpmi = L.rmipo_dpmi(*x)
+    np.testing.assert_allclose(dpmi.numpy(), dpmi_ref, atol=1e-6)
+    assert not dpmi.requires_grad
+    gmin, gmax = 0.3, 1.6
+    gamma_ref = [gmin + (gmax - gmin) * math.exp(-max(0.0, d)) for d in dpmi_ref]
+    gamma = L.rmipo_gamma(dpmi, gmin, gmax)
+    for beta in (2.0, 0.1):
+        ref = [-_logsigmoid(beta * ((a - c) - g)) for a, c, g in zip(lw, ll, gamma_ref)]
+        np.testing.assert_allclose(L.rmipo_reference_free_loss(x[0], x[2], gamma, beta).detach().numpy(), ref,
+                                   atol=1e-6)
+        cw, cl = rng.normal(0, 3, b), rng.normal(0, 3, b)
+        ref = [-_logsigmoid(beta * ((a - c) - g)) for a, c, g in zip(cw, cl, gamma_ref)]
+        np.testing.assert_allclose(L.rmipo_dpo_loss(_t(cw), _t(cl), gamma, beta).numpy(), ref, atol=1e-6)
+
+
+def test_rmipo_gamma_carries_no_gradient_into_the_loss():
+    lw = torch.tensor([-1.0], dtype=torch.float64, requires_grad=True)
+    ll = torch.tensor([-2.0], dtype=torch.float64, requires_grad=True)
+    gamma = torch.tensor([0.7], dtype=torch.float64, requires_grad=True)
+    L.rmipo_reference_free_loss(lw, ll, gamma, 2.0).sum().backward()
+    assert gamma.grad is None
+    assert lw.grad.item() == pytest.approx(-ll.grad.item())
+
+
+# --------------------------------------------------------------------------- PerCE
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("clip", [(0.8, 5.0), (0.2, 2.0), (1.0, 1.0), (-1.0, 0.5)])
+def test_perce_weights(shape, clip):
+    m, mx = clip
+    rng = np.random.default_rng(shape[0] * 31 + shape[1])
+    ctx, ctx_p, mask = _batch(rng, *shape)
+    noctx = ctx - rng.normal(0.5, 2.0, size=shape)  # PIR ~ N(0.5, 2): some tokens below m, some above M
+    noctx_p = noctx.copy()
+    noctx_p[~mask] = np.nan
+    x = _t(ctx_p).requires_grad_(True)
+    w, stats = L.perce_weights(x, _t(noctx_p), _t(mask, torch.bool), m, mx)
+    assert not w.requires_grad
+    ref_w = np.zeros(shape)
+    clipped, pirs = 0, []
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            if mask[i, j]:
+                pir = ctx[i, j] - noctx[i, j]
+                pirs.append(pir)
+                ref_w[i, j] = min(max(pir, m), mx)
+                clipped += pir < m or pir > mx
+    np.testing.assert_allclose(w.numpy(), ref_w, atol=1e-6)
+    n = int(mask.sum())
+    assert stats.n_tokens.item() == n
+    assert stats.mean_weight.item() == pytest.approx(ref_w[mask].mean() if n else 0.0, abs=1e-6)
+    assert stats.clipped_frac.item() == pytest.approx(clipped / n if n else 0.0, abs=1e-6)
+    assert stats.mean_pir.item() == pytest.approx(float(np.mean(pirs)) if n else 0.0, abs=1e-6)
+
+
+def test_perce_weights_all_masked_and_low_precision():
+    w, stats = L.perce_weights(torch.randn(2, 3), torch.randn(2, 3), torch.zeros(2, 3, dtype=torch.bool), 0.8, 5.0)
+    assert torch.equal(w, torch.zeros(2, 3))
+    assert all(torch.isfinite(s).all() for s in stats)
+    assert stats.mean_weight.item() == 0.0 and stats.clipped_frac.item() == 0.0
+    w16, _ = L.perce_weights(torch.randn(2, 3, dtype=torch.bfloat16), torch.randn(2, 3, dtype=torch.bfloat16),
+                             torch.ones(2, 3, dtype=torch.bool), 0.8, 5.0)
+    assert w16.dtype == torch.float32
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_perce_loss(shape):
+    rng = np.random.default_rng(shape[0] + 7 * shape[1])
+    logps, poisoned, mask = _batch(rng, *shape)
+    w = rng.uniform(0.8, 5.0, size=shape)
+    n = mask.sum()
+    ref = -sum(w[i, j] * logps[i, j] for i in range(shape[0]) for j in range(shape[1]) if mask[i, j]) / max(n, 1)
+    x = _t(poisoned).requires_grad_(True)
+    out = L.perce_loss(x, _t(w), _t(mask, torch.bool))
+    assert out.item() == pytest.approx(ref, abs=1e-6)
+    out.backward()
+    expected = np.where(mask, -w / max(n, 1), 0.0)
+    np.testing.assert_allclose(x.grad.numpy(), expected, atol=1e-9)
+
+
+def test_perce_loss_all_masked_is_zero():
+    x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    out = L.perce_loss(x, torch.ones_like(x), torch.zeros(2, 4, dtype=torch.bool))
+    assert out.item() == 0.0
+    out.backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_perce_loss_weights_get_no_gradient():
+    x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(2, 4, dtype=torch.float64, requires_grad=True)
+    L.perce_loss(x, w, torch.ones(2, 4, dtype=torch.bool)).backward()
+    assert w.grad is None
+
+
+# --------------------------------------------------------------------------- gradcheck
+def test_gradcheck():
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 0, 1], [0, 0, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
+    v = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(3, 4, dtype=torch.float64) + 0.5
+    assert torch.autograd.gradcheck(lambda a: L.masked_sum(a, mask, w), (v,))
+    assert torch.autograd.gradcheck(lambda a: L.masked_mean(a, mask, w), (v,))
+    assert torch.autograd.gradcheck(lambda a: L.perce_loss(a, w, mask), (v,))
+    assert torch.autograd.gradcheck(lambda a: L.align_right(a, mask, mask.flip(-1))[0], (v,))
+    c = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    gamma = L.rmipo_gamma(torch.randn(4, dtype=torch.float64), 0.3, 1.6)
+    assert torch.autograd.gradcheck(lambda a, b: L.dpo_sigmoid_loss(a, b, 0.1), (c, r))
+    assert torch.autograd.gradcheck(lambda a, b: L.rmipo_reference_free_loss(a, b, gamma, 2.0), (c, r))
+    assert torch.autograd.gradcheck(lambda a, b: L.rmipo_dpo_loss(a, b, gamma, 0.5), (c, r))
+
+
+# --------------------------------------------------------------------------- reduction to TRL
+class _SingleProcessAccelerator:
+    device = torch.device("cpu")
+
+    def gather_for_metrics(self, x):
+        return x
+
+    gather = gather_for_metrics
+
+    def unwrap_model(self, m):
+        return m
+
+
+def _trl_sigmoid_loss(logits, input_ids, completion_mask, ref_chosen, ref_rejected, beta):
+    """TRL 1.9's own ``DPOTrainer._compute_loss`` on a stand-in trainer and a model that returns ``logits``."""
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    stub = types.SimpleNamespace(
+        model=types.SimpleNamespace(training=True), accelerator=_SingleProcessAccelerator(),
+        aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True, ref_model=None,
+        f_divergence_type="reverse_kl", loss_types=["sigmoid"], loss_weights=[1.0], beta=beta,
+        use_weighting=False, label_smoothing=0.0, _total_train_tokens=0,
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        args=types.SimpleNamespace(gradient_checkpointing_kwargs=None),
+    )
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+              "completion_mask": completion_mask, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}
+    return DPOTrainer._compute_loss(stub, lambda **kw: types.SimpleNamespace(logits=logits), inputs, False)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hooks_reduce_to_trl_sigmoid(seed):
+    """gamma = 0 (RMiPO DPO form) and all-ones weights (PerCE, alpha 0) give TRL's loss and gradient."""
+    g = torch.Generator().manual_seed(seed)
+    b, t, v, beta = 3, 9, 11, 0.1
+    input_ids = torch.randint(0, v, (2 * b, t), generator=g)
+    completion_mask = torch.zeros(2 * b, t, dtype=torch.long)
+    for i in range(2 * b):
+        start = int(torch.randint(1, t - 1, (1,), generator=g))
+        end = int(torch.randint(start + 1, t + 1, (1,), generator=g))
+        completion_mask[i, start:end] = 1
+    ref = torch.randn(2 * b, generator=g) * 5 - 20
+    base = torch.randn(2 * b, t, v, generator=g)
+
+    logits_trl = base.clone().requires_grad_(True)
+    loss_trl = _trl_sigmoid_loss(logits_trl, input_ids, completion_mask, ref[:b], ref[b:], beta)
+    loss_trl.backward()
+
+    def ours(kind):
+        logits = base.clone().requires_grad_(True)
+        per_token = torch.log_softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+        mask = completion_mask[:, 1:].bool()
+        if kind == "perce":
+            weights, _ = L.perce_weights(per_token, per_token - torch.rand_like(per_token), mask, 1.0, 1.0)
+            logps = L.masked_sum(per_token, mask, weights)
+            c, r = (logps - ref).chunk(2)
+            loss = L.dpo_sigmoid_loss(c, r, beta).mean() + 0.0 * L.perce_loss(per_token[:b], weights[:b], mask[:b])
+        else:
+            c, r = (L.masked_sum(per_token, mask) - ref).chunk(2)
+            gamma = L.rmipo_gamma(torch.randn(b), 0.0, 0.0)
+            loss = L.rmipo_dpo_loss(c, r, gamma, beta).mean()
+        loss.backward()
+        return loss, logits.grad
+
+    for kind in ("perce", "rmipo"):
+        loss, grad = ours(kind)
+        torch.testing.assert_close(loss, loss_trl, atol=1e-6, rtol=0)
+        torch.testing.assert_close(grad, logits_trl.grad, atol=1e-7, rtol=1e-5)
+
+
+def test_rmipo_reference_free_equals_simpo_form():
+    """With a constant gamma the reference-free form is SimPO's loss on average log-probs."""
+    lw, ll = torch.randn(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    gamma = L.rmipo_gamma(torch.full((4,), 1e6, dtype=torch.float64), 0.5, 1.6)  # -> gamma_min
+    simpo = -F.logsigmoid(2.0 * (lw - ll) - 2.0 * 0.5)
+    torch.testing.assert_close(L.rmipo_reference_free_loss(lw, ll, gamma, 2.0), simpo)
