@@ -56,3 +56,19 @@ def test_swap_context_strategy_trains(tmp_path, tiny_model_dir):
     log = _run(["train", str(path)], cwd=tmp_path)
     assert "pairing strategy 'swap_context'" in log
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize("loss, extra, metrics", [
+    ("rmipo+perce", {}, ["rmipo/gamma", "rmipo/dpmi", "perce/weight_mean", "perce/clipped_frac", "perce/aux_loss"]),
+    ("perce", {"perce_weights_from": "reference"}, ["perce/weight_mean", "perce/clipped_frac"]),
+])
+def test_loss_hooks_through_axolotl_train(tmp_path, tiny_model_dir, loss, extra, metrics):
+    path = _config(tmp_path, tiny_model_dir, loss=loss, **extra)
+    if extra.get("perce_weights_from") == "reference":
+        cfg = yaml.safe_load(path.read_text())
+        cfg["precompute_ref_log_probs"] = True
+        path.write_text(yaml.safe_dump(cfg))
+    log = _run(["train", str(path)], cwd=tmp_path)
+    for m in metrics:
+        assert f"'{m}'" in log, f"{m} missing from the training log"
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
