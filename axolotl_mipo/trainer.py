@@ -244,14 +244,20 @@ def __getattr__(name: str):
     if name == "MIPODPOConfig":
         from axolotl.core.trainers.dpo.args import AxolotlDPOConfig
 
-        @dataclass
-        class MIPODPOConfig(MIPOTrainingArgsMixin, AxolotlDPOConfig):
-            """``AxolotlDPOConfig`` with the ``mipo_*`` fields, for building the trainer without the plugin."""
+        if issubclass(AxolotlDPOConfig, MIPOTrainingArgsMixin):
+            # the plugin was registered before Axolotl built its training args: the fields are already there
+            cls = AxolotlDPOConfig
+        else:
 
-        MIPODPOConfig.__module__ = __name__
-        MIPODPOConfig.__qualname__ = "MIPODPOConfig"
-        globals()[name] = MIPODPOConfig
-        return MIPODPOConfig
+            @dataclass
+            class MIPODPOConfig(MIPOTrainingArgsMixin, AxolotlDPOConfig):
+                """``AxolotlDPOConfig`` with the ``mipo_*`` fields, for building the trainer without the plugin."""
+
+            MIPODPOConfig.__module__ = __name__
+            MIPODPOConfig.__qualname__ = "MIPODPOConfig"
+            cls = MIPODPOConfig
+        globals()[name] = cls
+        return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -308,7 +314,9 @@ class MIPOPreferenceCollator:
             for key in keys:
                 for ex in examples:
                     if COL_PROMPT_NC_IDS not in ex:
-                        raise MIPOError(f"batch has no {COL_PROMPT_NC_IDS!r}: the dataset was not prepared by MIPODPOTrainer")
+                        raise MIPOError(
+                            f"batch has no {COL_PROMPT_NC_IDS!r}: the dataset was not prepared by MIPODPOTrainer"
+                        )
                     nc = list(ex[COL_PROMPT_NC_IDS])
                     kept = self._kept(len(ex["prompt_ids"]), list(ex[key]))
                     row, row_mask = nc + kept, [0] * len(nc) + [1] * len(kept)
@@ -600,7 +608,9 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         if self.precompute_ref_logps:
             if seq_weights is None:
                 return torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]])
-            ref_tok, matched = align_right(inputs["ref_token_logps"].to(seq_weights.dtype), inputs["ref_token_mask"], mask)
+            ref_tok, matched = align_right(
+                inputs["ref_token_logps"].to(seq_weights.dtype), inputs["ref_token_mask"], mask
+            )
             if not torch.equal(matched, mask):
                 raise MIPOError(
                     "precomputed reference log-probs do not line up with the batch's tokens (was max_length or "
