@@ -85,13 +85,33 @@ class MIPOGenerationConfig(_Strict):
         return self
 
 
+class StrategyWeight(_Strict):
+    """One entry of a weighted list of pairing strategies (``mipo.strategy: [{name, weight, kwargs}]``)."""
+
+    name: str = Field(description="pairing strategy: a registered name, an entry point, or module:object")
+    weight: float = Field(default=1.0, gt=0.0, description="relative share of the rows (normalised over the list)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="options of this strategy")
+
+    @field_validator("name")
+    @classmethod
+    def _name_nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("each mipo.strategy entry must name a pairing strategy, e.g. drop_context")
+        return v.strip()
+
+
+# strategies that need a user context in every row, and the one that needs prompt-only rows
+_CONTEXT_STRATEGIES = ("drop_context", "swap_context", "nearest_context")
+
+
 class MIPOConfig(_Strict):
     """Every option of axolotl-mipo. See the README's config reference."""
 
     datasets: list[MIPODatasetConfig] = Field(min_length=1)
-    strategy: str = Field(
+    strategy: str | list[StrategyWeight] = Field(
         default="drop_context",
-        description="pairing strategy: a registered name, an axolotl_mipo.pairing entry point, or module:object",
+        description="pairing strategy: a registered name, an axolotl_mipo.pairing entry point, or module:object; "
+        "or a list of {name, weight, kwargs} to mix several (each row goes to one, by a seeded weighted draw)",
     )
     strategy_kwargs: dict[str, Any] = Field(default_factory=dict)
     context_placement: Literal["system", "user_prefix"] = Field(
@@ -154,10 +174,19 @@ class MIPOConfig(_Strict):
 
     @field_validator("strategy")
     @classmethod
-    def _strategy_nonempty(cls, v: str) -> str:
+    def _strategy_nonempty(cls, v: str | list[StrategyWeight]) -> str | list[StrategyWeight]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("mipo.strategy is an empty list; name at least one pairing strategy")
+            return v
         if not v.strip():
             raise ValueError("mipo.strategy must name a pairing strategy, e.g. drop_context")
         return v.strip()
+
+    @property
+    def strategy_names(self) -> list[str]:
+        """The pairing strategy names in use (one, or every entry of a weighted list)."""
+        return [self.strategy] if isinstance(self.strategy, str) else [s.name for s in self.strategy]
 
     @model_validator(mode="after")
     def _combinations(self) -> "MIPOConfig":
@@ -169,20 +198,27 @@ class MIPOConfig(_Strict):
             raise ValueError(
                 f"mipo.perce_clip_min ({self.perce_clip_min}) must be <= mipo.perce_clip_max ({self.perce_clip_max})"
             )
-        if self.strategy == "mismatched_prompt":
-            bad = [i for i, d in enumerate(self.datasets) if d.format != "prompt"]
-            if bad:
-                raise ValueError(
-                    f"mipo.strategy mismatched_prompt is the reasoning variant and needs format: prompt; "
-                    f"mipo.datasets[{bad[0]}].format is {self.datasets[bad[0]].format!r}"
-                )
-        elif self.strategy in ("drop_context", "swap_context"):
-            bad = [i for i, d in enumerate(self.datasets) if d.format == "prompt"]
-            if bad:
-                raise ValueError(
-                    f"mipo.strategy {self.strategy} needs a user context, but mipo.datasets[{bad[0]}].format is "
-                    "'prompt' (no context); use format context_query or messages, or strategy mismatched_prompt"
-                )
+        if not isinstance(self.strategy, str) and self.strategy_kwargs:
+            raise ValueError(
+                "mipo.strategy_kwargs cannot be used with a list of strategies; give each entry its own kwargs"
+            )
+        # in a weighted list every row can go to any entry, so every entry's constraint applies to all data
+        for name in dict.fromkeys(self.strategy_names):
+            if name == "mismatched_prompt":
+                bad = [i for i, d in enumerate(self.datasets) if d.format != "prompt"]
+                if bad:
+                    raise ValueError(
+                        f"mipo.strategy mismatched_prompt is the reasoning variant and needs format: prompt; "
+                        f"mipo.datasets[{bad[0]}].format is {self.datasets[bad[0]].format!r}"
+                    )
+            elif name in _CONTEXT_STRATEGIES:
+                bad = [i for i, d in enumerate(self.datasets) if d.format == "prompt"]
+                if bad:
+                    raise ValueError(
+                        f"mipo.strategy {name} needs a user context, but mipo.datasets[{bad[0]}].format is "
+                        "'prompt' (no context); use format context_query or messages, or strategy "
+                        "mismatched_prompt"
+                    )
         if "perce" in self.loss and any(d.format == "prompt" for d in self.datasets):
             raise ValueError(
                 "mipo.loss perce weights tokens by their dependence on the user context, but a dataset has "
@@ -197,6 +233,37 @@ class MIPOArgs(BaseModel):
     mipo: MIPOConfig | None = None
 
 
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    """The pydantic models in an annotation, looking inside unions and lists (``str | list[StrategyWeight]``)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    return [m for a in getattr(ann, "__args__", ()) for m in _models_in(a)]
+
+
+def _union_branch_errors(errors: list[dict], raw: Any) -> list[dict]:
+    """Keep only the errors of the ``mipo.strategy`` form the user wrote (a name or a list), without the branch tag.
+
+    pydantic reports a failed union once per branch (``strategy.str`` and
+    ``strategy.list[StrategyWeight]``); only one of them is about what was written.
+    """
+    written = raw.get("strategy") if isinstance(raw, dict) else None
+    wanted = "str" if isinstance(written, str) else "list[StrategyWeight]" if isinstance(written, list) else None
+    out = []
+    for e in errors:
+        loc = tuple(e["loc"])
+        if len(loc) > 1 and loc[0] == "strategy" and loc[1] in ("str", "list[StrategyWeight]"):
+            if wanted is None:
+                if loc[1] == "str":
+                    out.append({**e, "loc": ("strategy",),
+                                "msg": "must be a strategy name or a list of {name, weight, kwargs}"})
+                continue
+            if loc[1] != wanted:
+                continue
+            e = {**e, "loc": (loc[0], *loc[2:])}
+        out.append(e)
+    return out
+
+
 def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the sub-model a validation error location points into."""
     for part in loc[:-1]:
@@ -205,8 +272,7 @@ def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
         field = model.model_fields.get(part)
         if field is None:
             return []
-        ann = field.annotation
-        inner = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        inner = _models_in(field.annotation)
         if not inner:
             return []
         model = inner[0]
@@ -228,7 +294,7 @@ def validate_mipo_block(raw: Any) -> MIPOConfig:
         return MIPOConfig.model_validate(raw)
     except ValidationError as exc:
         lines = []
-        for e in exc.errors():
+        for e in _union_branch_errors(exc.errors(), raw):
             loc = e["loc"]
             where = "mipo" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
             msg = e["msg"]

@@ -4,6 +4,10 @@
   (no training); resumable, and under ``torchrun --nproc_per_node N`` each rank
   generates its share. ``axolotl train CONFIG`` then finds everything cached.
 * ``axolotl-mipo make-tiny DIR`` — build the tiny local Llama used by the CPU demo and tests.
+* ``axolotl-mipo eval CONFIG [--adapter DIR] [--data PATH | --offset N --rows N] [--k 2 4 8] [--out DIR]``
+  — pointwise MI, context identification, text figures (and an optional LLM
+  judge) for the base model and, with ``--adapter``, the trained adapter; writes
+  ``report.json``, ``summary.md`` and PNG plots (MI before vs after, accuracy per K).
 """
 
 from __future__ import annotations
@@ -51,6 +55,123 @@ def cmd_make_tiny(args) -> int:
     return 0
 
 
+_TOKENIZER_KEYS = ("chat_template", "chat_template_jinja", "special_tokens", "tokens", "added_tokens_overrides")
+
+
+def _eval_tokenizer(cfg_path: str, raw: dict):
+    """The tokenizer training used. Axolotl's loader when the config changes the tokenizer
+    (chat template, added tokens), else the checkpoint's own (the same thing, without importing Axolotl)."""
+    if any(raw.get(k) for k in _TOKENIZER_KEYS):
+        from axolotl.loaders import load_tokenizer
+
+        return load_tokenizer(_load_cfg(cfg_path))
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(raw.get("tokenizer_config") or raw["base_model"],
+                                         trust_remote_code=bool(raw.get("trust_remote_code") or False))
+
+
+def _eval_examples(args, mipo_cfg):
+    from axolotl_mipo.data.rows import load_examples
+
+    datasets = list(mipo_cfg.datasets)
+    if args.data:
+        # the file is read with the first dataset's field settings
+        datasets = [datasets[0].model_copy(update={"path": args.data, "split": args.split, "data_files": None,
+                                                   "max_rows": None})]
+    if args.reference_field:
+        datasets = [d.model_copy(update={"reference_field": args.reference_field}) for d in datasets]
+    examples = load_examples(datasets, on_bad_row=mipo_cfg.on_bad_row, dedupe=mipo_cfg.dedupe_rows)
+    end = None if args.rows is None else args.offset + args.rows
+    picked = examples[args.offset:end]
+    if not picked:
+        raise SystemExit(f"no rows to evaluate: {len(examples)} rows, --offset {args.offset}, --rows {args.rows}")
+    if not args.data and args.offset == 0:
+        print("axolotl-mipo eval: no --data and --offset 0: these rows are the training rows (mipo.datasets); "
+              "pass --data HELD_OUT.jsonl or an --offset past the rows training used for a held-out figure",
+              file=sys.stderr)
+    return picked
+
+
+class _WordCounter:
+    """Stands in for a judge tokenizer when none is given (only answer lengths are counted with it)."""
+
+    def __call__(self, text, add_special_tokens=False):
+        texts = [text] if isinstance(text, str) else list(text)
+        ids = [t.split() for t in texts]
+        return {"input_ids": ids[0] if isinstance(text, str) else ids}
+
+
+def _judge_from_args(args):
+    if not args.judge_url:
+        return None
+    from axolotl_mipo.evaluation.evaluate import LLMJudge
+    from axolotl_mipo.generation.openai import OpenAIBackend
+
+    if not args.judge_model:
+        raise SystemExit("--judge-url needs --judge-model (the served model name)")
+    tok = None
+    if args.judge_tokenizer:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(args.judge_tokenizer)
+    backend = OpenAIBackend(args.judge_url, args.judge_model, tok or _WordCounter(),
+                            api_key=os.environ.get(args.judge_api_key_env) if args.judge_api_key_env else None,
+                            max_new_tokens=8, temperature=0.0, top_p=1.0, seed=args.seed)
+    return LLMJudge(backend, chat_tokenizer=tok)
+
+
+def cmd_eval(args) -> int:
+    import yaml
+
+    from axolotl_mipo.args import validate_mipo_block
+    from axolotl_mipo.data.prompts import PromptFormat
+    from axolotl_mipo.evaluation.evaluate import evaluate_model, load_model, synthetic_checker
+    from axolotl_mipo.evaluation.report import write_report
+
+    os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    with open(args.config, encoding="utf-8") as f:
+        raw = yaml.safe_load(f) or {}
+    if not raw.get("base_model"):
+        raise SystemExit(f"{args.config} has no base_model")
+    mipo_cfg = validate_mipo_block(raw.get("mipo"))
+    gen = mipo_cfg.generation
+    examples = _eval_examples(args, mipo_cfg)
+    tokenizer = _eval_tokenizer(args.config, raw)
+    device = args.device or gen.device
+    judge = _judge_from_args(args)
+    settings = {
+        "config": os.path.abspath(args.config), "base_model": raw["base_model"], "adapter": args.adapter,
+        "data": args.data or [d.path for d in mipo_cfg.datasets], "offset": args.offset, "rows": len(examples),
+        "k": args.k, "max_new_tokens": args.max_new_tokens or gen.max_new_tokens,
+        "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
+    }
+    targets = ([] if args.no_base else [(args.base_label, None)]) + \
+        ([(args.adapter_label, args.adapter)] if args.adapter else [])
+    if not targets:
+        raise SystemExit("nothing to evaluate: --no-base needs --adapter")
+    runs = []
+    for label, adapter in targets:
+        print(f"axolotl-mipo eval: {label} ({adapter or raw['base_model']}) on {len(examples)} rows", file=sys.stderr)
+        model = load_model(raw["base_model"], adapter, device=device, dtype=gen.dtype,
+                           trust_remote_code=bool(raw.get("trust_remote_code") or False))
+        res = evaluate_model(
+            model, tokenizer, examples, k_values=args.k, max_new_tokens=settings["max_new_tokens"],
+            temperature=args.temperature, top_p=args.top_p, top_k=gen.top_k, seed=args.seed,
+            batch_size=args.batch_size or gen.batch_size, fmt=PromptFormat.from_config(mipo_cfg), judge=judge,
+            checker=synthetic_checker if args.synthetic_checks else None, progress=not args.no_progress,
+        )
+        runs.append(res.to_run(label, seed=args.seed))
+        del model
+    out = args.out or os.path.join(raw.get("output_dir") or ".", "mipo_eval")
+    notes = [f"{len(examples)} rows; responses sampled with the context at temperature {args.temperature}, "
+             f"top-p {args.top_p}; MI in nats; accuracy@K is strict (a tie at the top is a miss), chance 1/K"]
+    paths = write_report(out, runs, title="axolotl-mipo evaluation", notes=notes, settings=settings)
+    print(paths["markdown"].read_text())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="axolotl-mipo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +183,35 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("out_dir")
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(fn=cmd_make_tiny)
+    e = sub.add_parser("eval", help="measure personalization (MI, context identification) of base and adapter")
+    e.add_argument("config")
+    e.add_argument("--adapter", default=None, help="a PEFT adapter folder (e.g. the run's output_dir) to compare")
+    e.add_argument("--no-base", action="store_true", help="evaluate the adapter only")
+    e.add_argument("--data", default=None, help="held-out rows (read with mipo.datasets[0]'s field settings); "
+                   "default: the rows of mipo.datasets, sliced by --offset/--rows")
+    e.add_argument("--split", default="train", help="split of --data when it is a hub dataset")
+    e.add_argument("--reference-field", default=None, help="field holding reference responses")
+    e.add_argument("--offset", type=int, default=0, help="first row to evaluate")
+    e.add_argument("--rows", type=int, default=None, help="number of rows to evaluate (default: all)")
+    e.add_argument("--k", type=int, nargs="+", default=[2, 4, 8], help="candidate contexts for identification")
+    e.add_argument("--out", default=None, help="report folder (default: <output_dir>/mipo_eval)")
+    e.add_argument("--max-new-tokens", type=int, default=None, help="default: mipo.generation.max_new_tokens")
+    e.add_argument("--temperature", type=float, default=1.0,
+                   help="1.0 (default): responses are samples of the model, so mean MI estimates I(Y;C|X)")
+    e.add_argument("--top-p", type=float, default=1.0)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=None, help="default: mipo.generation.batch_size")
+    e.add_argument("--device", default=None, help="default: mipo.generation.device, else cuda if available")
+    e.add_argument("--base-label", default="base")
+    e.add_argument("--adapter-label", default="adapter")
+    e.add_argument("--synthetic-checks", action="store_true",
+                   help="also report preference satisfaction on the synthetic task's rows")
+    e.add_argument("--judge-url", default=None, help="an OpenAI-compatible server used as LLM judge")
+    e.add_argument("--judge-model", default=None, help="the judge's served model name")
+    e.add_argument("--judge-tokenizer", default=None, help="the judge's tokenizer (its chat template)")
+    e.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(fn=cmd_eval)
     args = parser.parse_args(argv)
     return args.fn(args)
 

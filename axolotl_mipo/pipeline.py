@@ -20,7 +20,7 @@ from axolotl_mipo.data.rows import load_examples
 from axolotl_mipo.generation import backend_from_config
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.generation.distributed import dist_info
-from axolotl_mipo.pairing import get_strategy
+from axolotl_mipo.pairing import build_strategy
 
 LOG = logging.getLogger("axolotl_mipo.pipeline")
 DEFAULT_PREPARED_PATH = "last_run_prepared"
@@ -35,9 +35,10 @@ def cache_root(cfg, mipo_cfg) -> str:
 def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list[dict], BuildStats]:
     """Validated input -> cached generation -> pairs. Fails on bad input before loading any model."""
     examples = load_examples(mipo_cfg.datasets, on_bad_row=mipo_cfg.on_bad_row, dedupe=mipo_cfg.dedupe_rows)
-    strategy = get_strategy(mipo_cfg.strategy, **mipo_cfg.strategy_kwargs)
+    strategy = build_strategy(mipo_cfg.strategy, mipo_cfg.strategy_kwargs)  # a name, or a weighted list
     strategy.validate(examples)
-    LOG.info(f"mipo: {len(examples)} rows, pairing strategy {strategy.name!r}")
+    LOG.info(f"mipo: {len(examples)} rows, pairing strategy {strategy.name!r}"
+             + (f" {strategy!r}" if strategy.name == "mixture" else ""))
 
     state = dist_info()
     world, rank = state.world_size, state.rank

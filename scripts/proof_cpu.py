@@ -175,7 +175,7 @@ def sft(seed: int, rows, users, out_dir: Path, threads: int) -> dict:
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def mipo_config(seed: int, base: Path, train_path: Path, out: Path) -> dict:
+def mipo_config(seed: int, base: Path, train_path: Path, out: Path, strategy: str = "drop_context") -> dict:
     return {
         "base_model": str(base),
         "tokenizer_type": "AutoTokenizer",
@@ -183,7 +183,7 @@ def mipo_config(seed: int, base: Path, train_path: Path, out: Path) -> dict:
         "rl": "dpo",
         "mipo": {
             "datasets": [{"path": str(train_path), "format": "context_query"}],
-            "strategy": "drop_context",
+            "strategy": strategy,
             "seed": seed,
             "generation": {"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.1, "top_p": 0.9,
                            "batch_size": 32, "device": "cpu"},
@@ -252,7 +252,90 @@ def _train_metrics(text: str) -> dict:
     return out
 
 
-def worker(seed: int, out: Path, threads: int) -> None:
+def _cpu() -> float:
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def read_pairs(out: Path, tok, train_rows, strategy: str, seed: int) -> list[dict]:
+    """The training pairs MIPO built, rebuilt from its generation cache with the same strategy and seed.
+
+    Pairs the builder dropped (an empty or identical response) are left out, as in training.
+    """
+    from axolotl_mipo.data.builder import render_prompt
+    from axolotl_mipo.data.example import Example
+    from axolotl_mipo.data.prompts import build_messages
+    from axolotl_mipo.generation.cache import prompt_key
+    from axolotl_mipo.pairing import get_strategy
+
+    cache = {}
+    for shard in sorted((out / "prepared" / "mipo_cache").glob("*/shard-*.jsonl")):
+        for line in shard.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            cache[rec["k"]] = rec["r"]
+    examples = [Example(index=i, messages=(("user", r["query"]),), context=r["context"])
+                for i, r in enumerate(train_rows)]
+    strat = get_strategy(strategy)
+    responses = {}
+    for req in dict.fromkeys(strat.requests(examples, seed)):
+        text = cache.get(prompt_key(render_prompt(tok, build_messages(examples[req.row].messages, req.context))))
+        if text is not None:
+            responses[req] = text
+    pairs = []
+    for pr in strat.pair(examples, responses, seed):
+        c, j = responses.get(pr.chosen), responses.get(pr.rejected)
+        if c is not None and j is not None and c.strip() and j.strip() and c.strip() != j.strip():
+            pairs.append({"row": train_rows[pr.row], "chosen": c, "rejected": j})
+    return pairs
+
+
+def pair_diagnostics(pairs: list[dict], base_dir: Path, adapter: Path, tok) -> dict:
+    """What the DPO update did to the training pairs, and how much of it depends on the context.
+
+    For each model: mean log p of chosen and rejected, under the row's context and without it.
+    The DPO margin's change splits into a part that also appears WITHOUT the context
+    (the model learned to prefer y+ over y- whatever the prompt says: no personalization)
+    and a context-specific remainder. Also: how often chosen / rejected obey the
+    user's preferences (what signal the pairs carry).
+    """
+    from axolotl_mipo.data.prompts import build_messages
+    from axolotl_mipo.evaluation import synthetic as S
+    from axolotl_mipo.evaluation.evaluate import load_model
+    from axolotl_mipo.evaluation.scoring import response_logprobs
+
+    if not pairs:
+        return {}
+    msgs = [[("user", p["row"]["query"])] for p in pairs]
+    with_c = [build_messages(m, p["row"]["context"]) for m, p in zip(msgs, pairs)]
+    without = [build_messages(m, None) for m in msgs]
+    ys_c, ys_r = [p["chosen"] for p in pairs], [p["rejected"] for p in pairs]
+    lp = {}
+    for label, ad in (("before", None), ("after", adapter)):
+        model = load_model(str(base_dir), str(ad) if ad else None, device="cpu")
+        scored = response_logprobs(model, tok, with_c * 2 + without * 2, ys_c + ys_r + ys_c + ys_r, batch_size=32)
+        n = len(pairs)
+        mean = lambda i: sum(v for v, _ in scored[i * n:(i + 1) * n]) / n  # noqa: E731
+        lp[label] = {"chosen|c": mean(0), "rejected|c": mean(1), "chosen|no c": mean(2), "rejected|no c": mean(3)}
+    d = {k: lp["after"][k] - lp["before"][k] for k in lp["before"]}
+    margin_c = d["chosen|c"] - d["rejected|c"]
+    margin_0 = d["chosen|no c"] - d["rejected|no c"]
+    prefs = [p["row"]["preferences"] for p in pairs]
+    return {
+        "pairs": len(pairs),
+        "distinct_rejected": len({p["rejected"] for p in pairs}),
+        "logp": lp,
+        "delta_logp": d,
+        "margin_change_with_context": margin_c,
+        "margin_change_without_context": margin_0,
+        "context_specific_margin_change": margin_c - margin_0,
+        "chosen_satisfaction": S.preference_satisfaction(ys_c, prefs),
+        "rejected_satisfaction": S.preference_satisfaction(ys_r, prefs),
+    }
+
+
+def worker(seed: int, out: Path, threads: int, strategy: str = "drop_context") -> None:
     import torch
     import yaml
     from transformers import AutoTokenizer
@@ -263,7 +346,8 @@ def worker(seed: int, out: Path, threads: int) -> None:
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    t = time.time()
+    cpu: dict[str, float] = {}
+    t, c = time.time(), _cpu()
     rows = S.make_task(N_USERS, QUERIES_PER_USER, seed)
     random.Random(f"{seed}-split").shuffle(rows)
     heldout, train = rows[:N_HELDOUT], rows[N_HELDOUT:]
@@ -271,36 +355,42 @@ def worker(seed: int, out: Path, threads: int) -> None:
     S.write_jsonl(heldout, out / "heldout.jsonl")
     users = S.users_from_rows(rows)
     sft_info = sft(seed, train, users, out / "sft-model", threads)
-    times["sft"] = time.time() - t
+    times["sft"], cpu["sft"] = time.time() - t, _cpu() - c
 
     examples = _examples(heldout)
     tok = AutoTokenizer.from_pretrained(out / "sft-model")
     eval_kw = dict(k_values=K_VALUES, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0, top_p=1.0, seed=seed,
                    batch_size=32, checker=synthetic_checker, progress=False)
-    t = time.time()
+    t, c = time.time(), _cpu()
     before = evaluate_model(load_model(str(out / "sft-model"), device="cpu"), tok, examples, **eval_kw)
-    times["eval_before"] = time.time() - t
+    times["eval_before"], cpu["eval_before"] = time.time() - t, _cpu() - c
     log(f"seed {seed}: before: MI {before.figures['mi_mean']:.3f}, acc@K4 {before.accuracy_per_k.get(4)}")
 
     cfg_path = out / "mipo.yml"
-    cfg_path.write_text(yaml.safe_dump(mipo_config(seed, out / "sft-model", out / "train.jsonl", out)))
-    t = time.time()
+    cfg_path.write_text(yaml.safe_dump(mipo_config(seed, out / "sft-model", out / "train.jsonl", out, strategy)))
+    t, c = time.time(), _cpu()
     log(f"seed {seed}: axolotl train {cfg_path}")
     train_log = run_axolotl(cfg_path, out / "axolotl_train.log", threads)
-    times["axolotl_train"] = time.time() - t
+    times["axolotl_train"], cpu["axolotl_train"] = time.time() - t, _cpu() - c
     adapter = out / "mipo"
     if not (adapter / "adapter_model.safetensors").exists():
         raise RuntimeError(f"no adapter in {adapter}")
 
-    t = time.time()
+    t, c = time.time(), _cpu()
     after = evaluate_model(load_model(str(out / "sft-model"), str(adapter), device="cpu"), tok, examples, **eval_kw)
-    times["eval_after"] = time.time() - t
+    times["eval_after"], cpu["eval_after"] = time.time() - t, _cpu() - c
+    t, c = time.time(), _cpu()
+    diag = pair_diagnostics(read_pairs(out, tok, train, strategy, seed), out / "sft-model", adapter, tok)
+    times["pair_diagnostics"], cpu["pair_diagnostics"] = time.time() - t, _cpu() - c
     log(f"seed {seed}: after: MI {after.figures['mi_mean']:.3f}, acc@K4 {after.accuracy_per_k.get(4)}")
     result = {
         "seed": seed,
         "sft": sft_info,
         "mipo_training": _train_metrics(train_log),
         "times_s": times,
+        "cpu_s": cpu,
+        "pair_diagnostics": diag,
+        "strategy": strategy,
         "before": before.to_run("before", seed).__dict__,
         "after": after.to_run("after", seed).__dict__,
     }
@@ -346,20 +436,45 @@ def table(results: list[dict]) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", verdict
 
 
+def diagnostics_table(results: list[dict]) -> str:
+    """Per seed: what DPO did to the training pairs, with and without the context."""
+    rows = [r for r in results if r.get("pair_diagnostics")]
+    if not rows:
+        return ""
+    lines = ["What MIPO's DPO did to its own training pairs (after − before, mean log p in nats; "
+             "'no c' = the same response scored without the context):", "",
+             "| seed | pairs (distinct rejected) | Δ chosen\\|c | Δ rejected\\|c | Δ chosen\\|no c | Δ rejected\\|no c | "
+             "margin change with c | without c | context-specific | chosen / rejected obey the user (all 4; topic) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d = r["pair_diagnostics"]
+        dl = d["delta_logp"]
+        cs, rs = d["chosen_satisfaction"], d["rejected_satisfaction"]
+        lines.append(
+            f"| {r['seed']} | {d['pairs']} ({d['distinct_rejected']}) | {dl['chosen|c']:+.2f} | {dl['rejected|c']:+.2f} | "
+            f"{dl['chosen|no c']:+.2f} | {dl['rejected|no c']:+.2f} | {d['margin_change_with_context']:+.2f} | "
+            f"{d['margin_change_without_context']:+.2f} | {d['context_specific_margin_change']:+.2f} | "
+            f"{cs['all']:.2f} / {rs['all']:.2f}; {cs['topic']:.2f} / {rs['topic']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default="runs/proof")
     p.add_argument("--jobs", type=int, default=None, help="seeds run at once (default: all)")
+    p.add_argument("--strategy", default="drop_context",
+                   help="MIPO pairing strategy (the proof: drop_context, the paper's default; swap_context is "
+                        "the paper's appendix ablation)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     out = Path(a.out).resolve()
     os.environ.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     if a.worker is not None:
-        worker(a.worker, out, int(os.environ.get("PROOF_THREADS", "1")))
+        worker(a.worker, out, int(os.environ.get("PROOF_THREADS", "1")), a.strategy)
         return 0
 
-    start = time.time()
+    start, cpu0 = time.time(), _cpu()
     out.mkdir(parents=True, exist_ok=True)
     jobs = a.jobs or len(a.seeds)
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -374,7 +489,8 @@ def main(argv=None) -> int:
             d.mkdir(parents=True, exist_ok=True)
             f = (d / "worker.log").open("w")
             env = dict(os.environ, PROOF_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-            proc = subprocess.Popen([sys.executable, __file__, "--worker", str(s), "--out", str(d)],
+            proc = subprocess.Popen([sys.executable, __file__, "--worker", str(s), "--out", str(d),
+                                     "--strategy", a.strategy],
                                     stdout=f, stderr=subprocess.STDOUT, env=env)
             running[s] = (proc, f)
         time.sleep(2)
@@ -396,34 +512,42 @@ def main(argv=None) -> int:
     results = [json.loads((out / f"seed{s}" / "result.json").read_text()) for s in a.seeds]
     runs = [EvalRun(**r[label]) for label in ("before", "after") for r in results]
     md, verdict = table(results)
-    wall = time.time() - start
+    wall, cpu_total = time.time() - start, _cpu() - cpu0
     notes = [
         f"{len(a.seeds)} seeds ({', '.join(map(str, a.seeds))}); per seed {N_HELDOUT} held-out rows; "
         f"responses sampled with the context at temperature 1; MI in nats; accuracy@K strict, chance 1/K",
         f"before: tiny Llama SFT'd to follow the context weakly (alpha={ALPHA}); after: + MIPO (drop_context) "
         "LoRA DPO through `axolotl train`",
-        f"total wall time {wall:.0f}s on {os.cpu_count()} CPU cores",
+        f"MIPO pairing strategy: {a.strategy}",
+        f"total wall time {wall:.0f}s on {os.cpu_count()} CPU cores ({cpu_total:.0f} CPU-seconds)",
     ]
     write_report(out, runs, title="MIPO on the synthetic personalization task (CPU proof)", notes=notes,
                  settings={"seeds": a.seeds, "n_users": N_USERS, "queries_per_user": QUERIES_PER_USER,
                            "heldout": N_HELDOUT, "alpha": ALPHA, "p_context": P_CONTEXT, "sft_steps": SFT_STEPS,
                            "k": list(K_VALUES), "max_new_tokens": MAX_NEW_TOKENS,
-                           "per_seed": [{k: r[k] for k in ("seed", "sft", "mipo_training", "times_s")}
-                                        for r in results]})
+                           "strategy": a.strategy, "wall_s": wall, "cpu_s": cpu_total,
+                           "per_seed": [{k: r.get(k) for k in ("seed", "sft", "mipo_training", "times_s", "cpu_s",
+                                                               "pair_diagnostics")} for r in results]})
     head = ("Before/after MIPO, mean ± sample sd across seeds; spread = the larger sd; "
             "'Δ > spread' is the pass criterion.\n\n")
-    (out / "table.md").write_text(head + md + f"\nTotal wall time: {wall:.0f}s\n")
-    (out / "verdict.json").write_text(json.dumps({"wall_s": wall, "headline": verdict}, indent=1))
+    diag_md = diagnostics_table(results)
+    (out / "table.md").write_text(head + md + "\n" + diag_md +
+                                  f"\nTotal wall time: {wall:.0f}s ({cpu_total:.0f} CPU-seconds, {os.cpu_count()} cores)\n")
+    (out / "verdict.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu_total, "strategy": a.strategy,
+                                                  "headline": verdict}, indent=1))
     print(head + md)
+    print(diag_md)
     for r in results:
         mt = r["mipo_training"]
         print(f"seed {r['seed']}: SFT loss {r['sft']['final_loss']:.3f}; MIPO pairs kept {mt.get('pairs_kept')} of "
               f"{mt.get('pairs_planned')} ({mt.get('dropped_identical')} identical); DPO last step {mt.get('last_step')}; "
-              f"times {', '.join(f'{k} {v:.0f}s' for k, v in r['times_s'].items())}")
+              f"wall {', '.join(f'{k} {v:.0f}s' for k, v in r['times_s'].items())}; "
+              f"CPU {', '.join(f'{k} {v:.0f}s' for k, v in r['cpu_s'].items())}")
     ok = all(v["rises_beyond_spread"] for v in verdict.values())
     detail = ", ".join(f"{k}: {v['delta']:+.3f} vs {v['spread']:.3f}" for k, v in verdict.items())
     print(f"\nMI and context identification rise beyond the seed spread: {'YES' if ok else 'NO'} ({detail})")
-    print(f"total wall time {wall:.0f}s; report: {out / 'summary.md'}")
+    print(f"total wall time {wall:.0f}s ({cpu_total:.0f} CPU-seconds on {os.cpu_count()} cores); "
+          f"report: {out / 'summary.md'}")
     return 0
 
 

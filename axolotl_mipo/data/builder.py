@@ -213,7 +213,7 @@ def build_preference_rows(
                 "chosen": [{"role": "assistant", "content": chosen}],
                 "rejected": [{"role": "assistant", "content": rejected}],
                 "prompt_no_context": build_messages(ex.messages, None, fmt),
-                "mipo_strategy": strategy.name,
+                "mipo_strategy": p.meta.get("strategy", strategy.name),  # a mixture's component
                 "mipo_row": ex.index,
                 "mipo_source": ex.source,
                 "mipo_meta": json.dumps(p.meta, sort_keys=True, default=str),

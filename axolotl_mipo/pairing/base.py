@@ -7,7 +7,11 @@ validate everything before the first token is generated:
 
 1. ``validate(examples)`` raises :class:`~axolotl_mipo.errors.MIPOStrategyError`
    (or :class:`~axolotl_mipo.errors.MIPODataError` naming the row) when the rows
-   cannot support the strategy, e.g. fewer than two distinct contexts.
+   cannot support the strategy, e.g. fewer than two distinct contexts. The base
+   class checks what the class attributes declare (``needs_context``,
+   ``required_fields``, ``min_distinct_contexts``, ``min_distinct_prompts``), so
+   a strategy that only declares its needs gets these checks for free; one that
+   overrides ``validate`` should call ``super().validate(examples)``.
 2. ``requests(examples, seed)`` lists the generations it needs. A
    :class:`GenRequest` names a row (its messages) and the context to generate
    with (``None`` = no context). The builder generates each distinct request
@@ -17,7 +21,11 @@ validate everything before the first token is generated:
    call ``requests`` lookups only for requests it listed in step 2.
 
 Rows are addressed by their *position* in ``examples`` (``Example.index`` is
-the row number in the user's file, kept for messages).
+the row number in the user's file, kept for messages). ``Pair.meta`` is free
+provenance (the ``mipo_meta`` column); values under keys ending in ``_row`` must
+be row positions, and the key ``strategy`` is reserved for the name of the
+strategy that made the pair (a mixture sets it; the builder writes it to
+``mipo_strategy``). CONTRIBUTING.md walks through writing a strategy.
 """
 
 from __future__ import annotations
@@ -67,8 +75,12 @@ class PairingStrategy(ABC):
 
     #: registry name, as written in the YAML (``mipo.strategy``)
     name: ClassVar[str] = ""
-    #: every row must carry a non-empty user context
+    #: every row must carry a non-empty user context (the same as listing ``"context"`` in required_fields)
     needs_context: ClassVar[bool] = True
+    #: fields every row must carry, non-empty, checked by :meth:`validate` before any generation:
+    #: ``"context"`` is :attr:`Example.context`, ``"messages"`` the conversation, any other name a key of
+    #: :attr:`Example.meta` (e.g. ``"reference"``, filled from ``mipo.datasets[].reference_field``)
+    required_fields: ClassVar[tuple[str, ...]] = ()
     #: the strategy needs at least this many distinct contexts among the rows
     min_distinct_contexts: ClassVar[int] = 1
     #: the strategy needs at least this many distinct prompts (queries) among the rows
@@ -98,6 +110,7 @@ class PairingStrategy(ABC):
                         field="context",
                         source=ex.source or None,
                     )
+        self._check_required_fields(examples)
         if self.min_distinct_contexts > 1:
             n = len({ex.context for ex in examples})
             if n < self.min_distinct_contexts:
@@ -112,6 +125,28 @@ class PairingStrategy(ABC):
                     f"pairing strategy {self.name!r} needs at least {self.min_distinct_prompts} distinct prompts, "
                     f"the data has {n}; add rows with other prompts"
                 )
+
+    def _check_required_fields(self, examples: Sequence[Example]) -> None:
+        """Refuse, naming the row and the field, a row without one of :attr:`required_fields`."""
+        for name in self.required_fields:
+            if name == "context" and self.needs_context:
+                continue  # already checked with the more specific message above
+            for ex in examples:
+                if name == "context":
+                    value: Any = ex.context
+                elif name == "messages":
+                    value = ex.messages
+                else:
+                    value = ex.meta.get(name)
+                if value is None or (isinstance(value, str) and not value.strip()) or (
+                        isinstance(value, (tuple, list, dict)) and not value):
+                    raise MIPODataError(
+                        f"pairing strategy {self.name!r} needs the field {name!r} in every row, this one has "
+                        "none; add it to the data (see the strategy's documentation) or choose another strategy",
+                        row=ex.index,
+                        field=name,
+                        source=ex.source or None,
+                    )
 
     # -- phase 2 -------------------------------------------------------------
     @abstractmethod

@@ -15,8 +15,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,6 +54,9 @@ _QUESTIONS = [
 ]
 
 
+_ALWAYS = ["system", "user", "assistant", "context", "query", "0123456789", ".,;:!?'\"()[]{}-_/"]
+
+
 def synthetic_corpus(n_lines: int = 3000, seed: int = 0) -> list[str]:
     """Lines of English-like text that cover the words the tests and demo use."""
     rng = random.Random(seed)
@@ -64,7 +69,7 @@ def synthetic_corpus(n_lines: int = 3000, seed: int = 0) -> list[str]:
             lines.append(rng.choice(_QUESTIONS))
         else:
             lines.append(" ".join(rng.choice(_OBJECTS) for _ in range(rng.randint(2, 6))))
-    lines.extend(["system", "user", "assistant", "context", "query", "0123456789", ".,;:!?'\"()[]{}-_/"])
+    lines.extend(_ALWAYS)
     return lines
 
 
@@ -80,8 +85,14 @@ class TinyModelSpec:
     seed: int = 0
 
 
-def build_tokenizer(vocab_size: int = 1024, seed: int = 0):
-    """Train a byte-level BPE tokenizer on the synthetic corpus (a second or so)."""
+def build_tokenizer(vocab_size: int = 1024, seed: int = 0, corpus: Sequence[str] | None = None):
+    """Train a byte-level BPE tokenizer on the synthetic corpus (a second or so).
+
+    ``corpus`` (optional) replaces the built-in :func:`synthetic_corpus` with the
+    given lines (e.g. a task's own text, so its words become single tokens); the
+    chat roles, digits and punctuation are always added. Bytes outside the corpus
+    still encode (byte-level BPE), only less compactly.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -94,7 +105,11 @@ def build_tokenizer(vocab_size: int = 1024, seed: int = 0):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(synthetic_corpus(seed=seed), trainer=trainer)
+    if corpus is None:
+        lines = synthetic_corpus(seed=seed)
+    else:
+        lines = [str(x) for x in corpus] + list(_ALWAYS)
+    tok.train_from_iterator(lines, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=BOS,
@@ -131,19 +146,33 @@ def build_model(tokenizer, spec: TinyModelSpec):
     return model
 
 
-def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec | None = None, overwrite: bool = False) -> Path:
-    """Write a tiny Llama + tokenizer to ``out_dir`` (skipped if already built with the same spec)."""
+def build_tiny_model(
+    out_dir: str | Path,
+    spec: TinyModelSpec | None = None,
+    overwrite: bool = False,
+    corpus: Sequence[str] | None = None,
+) -> Path:
+    """Write a tiny Llama + tokenizer to ``out_dir`` (skipped if already built with the same spec).
+
+    ``corpus``: train the tokenizer on these lines instead of the built-in
+    corpus (see :func:`build_tokenizer`); a hash of it joins the stamp, so a
+    different corpus rebuilds.
+    """
     spec = spec or TinyModelSpec()
     out = Path(out_dir)
     stamp = out / "tiny_spec.json"
-    if not overwrite and stamp.exists() and json.loads(stamp.read_text()) == asdict(spec):
+    want = asdict(spec)
+    if corpus is not None:
+        corpus = [str(x) for x in corpus]
+        want["corpus_sha256"] = hashlib.sha256("\n".join(corpus).encode("utf-8")).hexdigest()
+    if not overwrite and stamp.exists() and json.loads(stamp.read_text()) == want:
         return out
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(spec.vocab_size, spec.seed)
+    tokenizer = build_tokenizer(spec.vocab_size, spec.seed, corpus=corpus)
     model = build_model(tokenizer, spec)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    stamp.write_text(json.dumps(asdict(spec)))
+    stamp.write_text(json.dumps(want))
     return out
 
 

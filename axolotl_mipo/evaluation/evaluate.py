@@ -1,0 +1,442 @@
+"""Evaluate one model on held-out rows: does it use the user's context?
+
+:func:`evaluate_model` runs the whole measurement for one (model, tokenizer):
+
+1. **Generate** a response ``y_i`` to each row WITH its user context, through
+   :class:`~axolotl_mipo.generation.hf.HFBackend` (one seeded generator per
+   prompt, so a response does not depend on the batch it landed in, and the
+   same seed gives the same responses).
+2. **Pointwise conditional MI** of those responses,
+   ``log p(y|x,c) - log p(y|x)`` per row (:mod:`~axolotl_mipo.evaluation.scoring`
+   scores exactly the tokens DPO trains on), and of the reference responses
+   when the rows have them.
+3. **Context identification** for every K in ``k_values``: is the row's own
+   context the most likely of K candidate contexts for its generated response?
+   Chance is 1/K. The strict figure (a tie at the top is a miss) is the
+   headline; the tie-splitting one is reported beside it.
+4. **Text figures**: ROUGE-L and METEOR against references (when present),
+   self-BLEU and distinct-2 over the generated responses (diversity), mean
+   response length, share of empty responses.
+5. Optional **preference checker** (the synthetic task's) and optional **LLM
+   judge** (model response vs reference, wins / ties / losses kept apart).
+
+Choices, documented because they change numbers:
+
+* Sampling defaults to temperature 1, top-p 1: then ``y ~ p(.|x, c)`` and the
+  mean pointwise MI is an unbiased estimate of the model's conditional mutual
+  information ``I(Y; C | X)``. At MIPO's generation temperature (0.1) the mean
+  measures the mode's context dependence instead; pass ``temperature=0.1`` to
+  get that figure.
+* Candidate contexts are the distinct contexts of the evaluated rows. The K
+  sets are NESTED: the scores of the largest K are computed once (K_max
+  forwards per row, not sum(K)), and each smaller K keeps the own context plus
+  a seeded uniform draw of K-1 of the others. Each K's set is still a uniform
+  random choice of distractors; curves across K use shared distractors, so
+  they are smoother than independent draws would be.
+* User text and generated text are passed through the builder's special-token
+  neutralization, as in training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from axolotl_mipo.data.example import Example
+from axolotl_mipo.data.prompts import PromptFormat, build_messages
+from axolotl_mipo.evaluation import metrics as M
+from axolotl_mipo.evaluation.report import EvalRun
+from axolotl_mipo.evaluation.scoring import conditional_logprobs, context_score_matrix
+
+LOG = logging.getLogger("axolotl_mipo.evaluation")
+
+DEFAULT_K = (2, 4, 8)
+
+
+@dataclass
+class EvalResult:
+    """Figures of one evaluated model; ``to_run`` turns it into a report entry."""
+
+    figures: dict[str, float]
+    mi_per_row: list[float]
+    accuracy_per_k: dict[int, float]
+    responses: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_run(self, label: str, seed: int | None = None, **extra) -> EvalRun:
+        return EvalRun(label=label, seed=seed, figures=dict(self.figures), mi_per_row=list(self.mi_per_row),
+                       accuracy_per_k=dict(self.accuracy_per_k), extra={**self.extra, **extra})
+
+
+# --------------------------------------------------------------------- judge
+
+JUDGE_TEMPLATE = (
+    "You are grading how well a response fits one user.\n"
+    "User profile: {context}\n"
+    "User question: {query}\n"
+    "Response: {response}\n\n"
+    "On a scale of 1 (ignores the user's preferences) to 5 (follows every stated preference), "
+    "how well does the response follow this user's preferences? Answer with one digit.\nScore:"
+)
+_SCORE = re.compile(r"[1-5]")
+
+
+def parse_score(text: str) -> float | None:
+    """The first digit 1-5 in a judge's answer, or ``None`` when there is none."""
+    m = _SCORE.search(text or "")
+    return float(m.group(0)) if m else None
+
+
+class LLMJudge:
+    """Scores ``(context, query, response)`` 1-5 with a generation backend (e.g. ``OpenAIBackend``).
+
+    The MIPO paper has a judge score each stated preference 1-5; here one score
+    is asked for all preferences together. ``chat_tokenizer`` (optional): the
+    judge model's tokenizer, whose chat template renders the question; without
+    it the question is sent as plain text ending in ``Score:``. Answers without
+    a digit 1-5 are ``None`` (counted as invalid, never as a tie).
+    """
+
+    def __init__(self, backend, chat_tokenizer=None, template: str = JUDGE_TEMPLATE):
+        self.backend = backend
+        self.chat_tokenizer = chat_tokenizer
+        self.template = template
+
+    def _render(self, context: str, query: str, response: str) -> str:
+        text = self.template.format(context=context, query=query, response=response)
+        tok = self.chat_tokenizer
+        if tok is not None and getattr(tok, "chat_template", None):
+            return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                           add_generation_prompt=True)
+        return text
+
+    def score(self, items: Sequence[tuple[str, str, str]]) -> list[float | None]:
+        prompts = [self._render(c, q, r) for c, q, r in items]
+        out: list[float | None] = []
+        size = max(1, int(getattr(self.backend, "batch_size", 8)))
+        for i in range(0, len(prompts), size):
+            out.extend(parse_score(r.text) for r in self.backend.generate_batch(prompts[i:i + size]))
+        return out
+
+
+def _judge_scores(judge, items):
+    if hasattr(judge, "score"):
+        return list(judge.score(items))
+    return [judge(*it) for it in items]
+
+
+def run_judge(judge, examples: Sequence[Example], responses: Sequence[str], tol: float = 0.0) -> dict:
+    """Win / tie / loss of each response against its row's reference, by judge score."""
+    rows = [(ex, r) for ex, r in zip(examples, responses) if ex.meta.get("reference") is not None]
+    if not rows:
+        return {"n": 0, "invalid": 0, "note": "no reference responses: the judge needs them"}
+    query = lambda ex: "\n".join(c for role, c in ex.messages if role == "user")  # noqa: E731
+    model_items = [(ex.context or "", query(ex), r) for ex, r in rows]
+    ref_items = [(ex.context or "", query(ex), ex.meta["reference"]) for ex, _ in rows]
+    scores = _judge_scores(judge, model_items + ref_items)
+    mine, refs = scores[: len(rows)], scores[len(rows):]
+    outcomes, invalid = [], 0
+    for a, b in zip(mine, refs):
+        if a is None or b is None or not (math.isfinite(float(a)) and math.isfinite(float(b))):
+            invalid += 1
+            continue
+        outcomes.append(M.judge_outcome(a, b, tol=tol))
+    tally = M.judge_tally(outcomes).to_dict()
+    tally["invalid"] = invalid
+    valid_mine = [float(a) for a in mine if a is not None]
+    tally["mean_score"] = sum(valid_mine) / len(valid_mine) if valid_mine else float("nan")
+    return tally
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _chunks(n: int, size: int):
+    for i in range(0, n, size):
+        yield slice(i, min(n, i + size))
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="row", leave=False)
+
+
+def generate_responses(model, tokenizer, examples: Sequence[Example], *, fmt: PromptFormat | None = None,
+                       max_new_tokens: int = 128, temperature: float = 1.0, top_p: float = 1.0,
+                       top_k: int | None = None, seed: int = 0, batch_size: int = 16,
+                       progress: bool = True) -> list[tuple[str, int]]:
+    """``(text, n_tokens)`` per example, generated WITH its context; batch-invariant per-row sampling."""
+    from axolotl_mipo.data.builder import neutralize, render_prompt, special_token_strings
+    from axolotl_mipo.generation.base import plan_batches
+    from axolotl_mipo.generation.hf import HFBackend
+
+    backend = HFBackend(model, tokenizer, model_id={}, max_new_tokens=max_new_tokens, temperature=temperature,
+                        top_p=top_p, top_k=top_k, do_sample=temperature > 0, batch_size=batch_size, seed=seed)
+    prompts = [render_prompt(tokenizer, build_messages(ex.messages, ex.context, fmt)) for ex in examples]
+    specials = special_token_strings(tokenizer)
+    out: list[tuple[str, int] | None] = [None] * len(prompts)
+    bar = _bar(len(prompts), "mipo eval: generating", progress)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        for batch in plan_batches(backend.prompt_lengths(prompts), batch_size):
+            for i, r in zip(batch, backend.generate_batch([prompts[i] for i in batch])):
+                out[i] = (neutralize(r.text, specials), r.num_tokens)
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+    return out  # type: ignore[return-value]
+
+
+def _nested_candidates(contexts: Sequence[str], k_values: Sequence[int], seed: int):
+    """Candidate sets of the largest K, and for each K the columns that form its (nested) set."""
+    kmax = max(k_values)
+    cands, truth = M.build_candidate_sets(contexts, kmax, seed=seed)
+    rng = random.Random(f"{seed}-nested")
+    cols: dict[int, list[list[int]]] = {k: [] for k in sorted(k_values)}
+    for t in truth:
+        # one seeded order of the distractors per row; K keeps the first K-1, so the sets are nested
+        others = [c for c in range(kmax) if c != t]
+        rng.shuffle(others)
+        for k in cols:
+            cols[k].append(sorted(others[: k - 1] + [t]))
+    return cands, truth, cols
+
+
+def _identification(score_rows, truth, cols) -> dict[int, M.IdentificationResult]:
+    out = {}
+    for k, per_row in cols.items():
+        sub = [[row[c] for c in keep] for row, keep in zip(score_rows, per_row)]
+        true_col = [keep.index(t) for keep, t in zip(per_row, truth)]
+        out[k] = M.context_identification_accuracy(sub, true_col)
+    return out
+
+
+def _score_candidates(model, tokenizer, examples, responses, cands, fmt, batch_size, progress, desc):
+    rows: list[list[float]] = []
+    step = max(1, (4 * batch_size) // max(1, len(cands[0]) if cands else 1))
+    bar = _bar(len(examples), desc, progress)
+    for sl in _chunks(len(examples), step):
+        rows += context_score_matrix(model, tokenizer, examples[sl], responses[sl], cands[sl], fmt,
+                                     batch_size=batch_size)
+        if bar is not None:
+            bar.update(sl.stop - sl.start)
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def _conditional(model, tokenizer, examples, responses, fmt, batch_size, progress, desc):
+    with_c, without = [], []
+    bar = _bar(len(examples), desc, progress)
+    step = 4 * batch_size
+    for sl in _chunks(len(examples), step):
+        a, b = conditional_logprobs(model, tokenizer, examples[sl], responses[sl], fmt, batch_size=batch_size)
+        with_c += a
+        without += b
+        if bar is not None:
+            bar.update(sl.stop - sl.start)
+    if bar is not None:
+        bar.close()
+    return with_c, without
+
+
+# ---------------------------------------------------------------- the entry
+
+
+def evaluate_model(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    *,
+    k_values: Sequence[int] = DEFAULT_K,
+    n_generate: int | None = None,
+    max_new_tokens: int = 128,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    fmt: PromptFormat | None = None,
+    judge: Any = None,
+    judge_tol: float = 0.0,
+    checker: Callable[[Sequence[str], Sequence[Example]], Mapping[str, float]] | None = None,
+    identify_references: bool = True,
+    progress: bool = True,
+) -> EvalResult:
+    """Every figure for one model on ``examples`` (held-out rows with a user context each).
+
+    ``n_generate``: evaluate only the first N rows. ``k_values``: numbers of
+    candidate contexts for identification; a K larger than the number of
+    distinct contexts is skipped with a note. ``judge``: an :class:`LLMJudge`,
+    any object with ``score(items) -> list[float | None]`` or a callable
+    ``(context, query, response) -> float | None``. ``checker``:
+    ``(responses, examples) -> {name: value}``, added to the figures as
+    ``pref_<name>`` (e.g. the synthetic task's preference satisfaction).
+
+    Figures (all in nats where log-probs are involved): ``mi_mean`` /
+    ``mi_per_token`` / ``mi_sem`` of generated responses; ``ref_mi_mean`` /
+    ``ref_mi_per_token`` of references; ``accuracy@K<k>`` (strict) and
+    ``accuracy_frac@K<k>`` (ties split) for generated responses,
+    ``ref_accuracy@K<k>`` for references; ``rouge_l``, ``meteor``,
+    ``self_bleu``, ``distinct_2``, ``response_tokens``, ``empty_share``;
+    ``judge_*`` when a judge is given.
+    """
+    from axolotl_mipo.data.builder import neutralize_examples
+
+    examples = list(examples)[: n_generate] if n_generate else list(examples)
+    if not examples:
+        raise ValueError("no rows to evaluate")
+    missing = [ex.index for ex in examples if not ex.context]
+    if missing:
+        raise ValueError(f"rows {missing[:5]} have no user context; personalization needs one per row")
+    examples, _ = neutralize_examples(examples, tokenizer)
+    fmt = fmt or PromptFormat()
+    notes: list[str] = []
+
+    generated = generate_responses(model, tokenizer, examples, fmt=fmt, max_new_tokens=max_new_tokens,
+                                   temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                                   batch_size=batch_size, progress=progress)
+    responses = [t for t, _ in generated]
+    truncated = sum(n >= max_new_tokens for _, n in generated)
+
+    figures: dict[str, float] = {}
+    with_c, without = _conditional(model, tokenizer, examples, responses, fmt, batch_size, progress,
+                                   "mipo eval: MI (generated)")
+    mi = M.pointwise_mi(with_c, without)
+    figures.update(mi_mean=mi.mean, mi_sem=mi.sem, mi_std=mi.std,
+                   mi_per_token=mi.per_token_mean if mi.per_token_mean is not None else float("nan"),
+                   logp_with_context=sum(a for a, _ in with_c) / len(with_c),
+                   logp_without_context=sum(b for b, _ in without) / len(without))
+
+    refs = [ex.meta.get("reference") for ex in examples]
+    has_refs = all(r is not None for r in refs)
+    if any(r is not None for r in refs) and not has_refs:
+        notes.append(f"{sum(r is None for r in refs)} of {len(refs)} rows have no reference; "
+                     "reference figures are left out")
+    ref_mi = None
+    if has_refs:
+        rw, ro = _conditional(model, tokenizer, examples, refs, fmt, batch_size, progress,
+                              "mipo eval: MI (references)")
+        ref_mi = M.pointwise_mi(rw, ro)
+        figures.update(ref_mi_mean=ref_mi.mean, ref_mi_per_token=ref_mi.per_token_mean
+                       if ref_mi.per_token_mean is not None else float("nan"))
+        figures["rouge_l"] = M.mean_rouge_l(responses, refs)
+        figures["meteor"] = M.mean_meteor(responses, refs)
+
+    contexts = [ex.context for ex in examples]
+    n_ctx = len(set(contexts))
+    ks = sorted({int(k) for k in k_values})
+    if any(k < 2 for k in ks):
+        raise ValueError("K must be >= 2 (K=1 is always right)")
+    usable = [k for k in ks if k <= n_ctx]
+    if len(usable) < len(ks):
+        notes.append(f"K={[k for k in ks if k > n_ctx]} skipped: only {n_ctx} distinct contexts in the rows")
+    accuracy: dict[int, float] = {}
+    ident: dict[str, Any] = {}
+    if usable:
+        cands, truth, cols = _nested_candidates(contexts, usable, seed)
+        scores = _score_candidates(model, tokenizer, examples, responses, cands, fmt, batch_size, progress,
+                                   f"mipo eval: context identification (K<={max(usable)})")
+        for k, res in _identification(scores, truth, cols).items():
+            accuracy[k] = res.accuracy
+            figures[f"accuracy_frac@K{k}"] = res.accuracy_fractional
+            ident[f"K{k}"] = {kk: v for kk, v in res.to_dict().items() if kk != "identified"}
+        if has_refs and identify_references:
+            rscores = _score_candidates(model, tokenizer, examples, refs, cands, fmt, batch_size, progress,
+                                        "mipo eval: context identification (references)")
+            for k, res in _identification(rscores, truth, cols).items():
+                figures[f"ref_accuracy@K{k}"] = res.accuracy
+
+    if len(responses) >= 2:
+        figures["self_bleu"] = M.self_bleu(responses, max_samples=500, seed=seed)
+    figures["distinct_2"] = M.distinct_n(responses, 2)
+    figures["response_tokens"] = sum(n for _, n in generated) / len(generated)
+    figures["empty_share"] = sum(not r.strip() for r in responses) / len(responses)
+    figures["truncated_share"] = truncated / len(responses)
+
+    extra: dict[str, Any] = {"identification": ident, "n_rows": len(examples), "n_contexts": n_ctx,
+                             "generation": {"max_new_tokens": max_new_tokens, "temperature": temperature,
+                                            "top_p": top_p, "top_k": top_k, "seed": seed}}
+    if ref_mi is not None:
+        extra["ref_mi_per_row"] = ref_mi.per_row
+    if checker is not None:
+        for name, value in checker(responses, examples).items():
+            figures[f"pref_{name}"] = float(value)
+    if judge is not None:
+        tally = run_judge(judge, examples, responses, tol=judge_tol)
+        extra["judge"] = tally
+        for key in ("wins", "ties", "losses", "invalid", "win_rate", "tie_rate", "loss_rate", "mean_score"):
+            if key in tally:
+                figures[f"judge_{key}"] = float(tally[key])
+    if notes:
+        extra["notes"] = notes
+        for n in notes:
+            LOG.warning(f"mipo eval: {n}")
+    extra["samples"] = [{"context": ex.context, "query": "\n".join(c for _, c in ex.messages), "response": r}
+                        for ex, r in list(zip(examples, responses))[:5]]
+    return EvalResult(figures=figures, mi_per_row=mi.per_row, accuracy_per_k=accuracy, responses=responses,
+                      extra=extra)
+
+
+# ----------------------------------------------------------------- loading
+
+
+def load_model(base: str, adapter: str | None = None, *, device: str | None = None, dtype: str = "auto",
+               trust_remote_code: bool = False):
+    """A base model, with a PEFT adapter merged in when given (merging changes no output)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype),
+                                                 trust_remote_code=trust_remote_code)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    model.to(device)
+    model.eval()
+    return model
+
+
+def synthetic_preferences(context: str) -> dict[str, str] | None:
+    """The synthetic task's preferences, read back from a context built by its phrase table (else ``None``)."""
+    from axolotl_mipo.evaluation import synthetic as S
+
+    prefs: dict[str, str] = {}
+    for value, phrases in S._CONTEXT_PHRASES.items():
+        if any(ph in context for ph in phrases):
+            dim = next(d for d, vals in (("length", S.LENGTHS), ("formality", S.FORMALITIES),
+                                         ("topic", S.TOPICS), ("format", S.FORMATS)) if value in vals)
+            if prefs.get(dim, value) != value:
+                return None
+            prefs[dim] = value
+    return prefs if set(prefs) == set(S.DIMENSIONS) else None
+
+
+def synthetic_checker(responses: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
+    """Preference satisfaction on the synthetic task: share of responses obeying each preference, and ``all``.
+
+    Preferences come from ``meta['preferences']`` or are read back from the
+    context text; when some row has neither, nothing is reported.
+    """
+    from axolotl_mipo.evaluation.synthetic import preference_satisfaction
+
+    prefs = [ex.meta.get("preferences") or synthetic_preferences(ex.context or "") for ex in examples]
+    if any(p is None for p in prefs):
+        return {}
+    return preference_satisfaction(responses, prefs)

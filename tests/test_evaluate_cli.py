@@ -1,0 +1,276 @@
+"""evaluate_model on the tiny model, the `axolotl-mipo eval` command, the judge tally, and
+context identification for a context-blind model (chance, whatever K)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+import yaml
+
+from axolotl_mipo.evaluation import metrics as M
+from axolotl_mipo.evaluation import synthetic as S
+from axolotl_mipo.evaluation.evaluate import (
+    LLMJudge,
+    _identification,
+    _nested_candidates,
+    evaluate_model,
+    parse_score,
+    run_judge,
+    synthetic_checker,
+    synthetic_preferences,
+)
+from axolotl_mipo.evaluation.scoring import context_score_matrix
+from axolotl_mipo.generation.base import GenerationResult
+
+
+def _rows(n_users=6, queries=1, seed=0):
+    return S.make_task(n_users=n_users, queries_per_user=queries, seed=seed)
+
+
+def _examples(rows):
+    return S.to_examples(rows)
+
+
+def test_evaluate_model_returns_every_figure_in_range(tiny_model_and_tokenizer):
+    model, tok = tiny_model_and_tokenizer
+    ex = _examples(_rows(6, 1))
+    res = evaluate_model(model, tok, ex, k_values=(2, 4), max_new_tokens=6, seed=3, batch_size=4,
+                         checker=synthetic_checker, progress=False)
+    f = res.figures
+    for name in ("mi_mean", "mi_per_token", "ref_mi_mean", "logp_with_context", "logp_without_context"):
+        assert math.isfinite(f[name]), name
+    assert f["logp_with_context"] < 0 and f["logp_without_context"] < 0
+    assert f["mi_mean"] == pytest.approx(f["logp_with_context"] - f["logp_without_context"], abs=1e-6)
+    assert set(res.accuracy_per_k) == {2, 4}
+    for k, acc in res.accuracy_per_k.items():
+        assert 0.0 <= acc <= f[f"accuracy_frac@K{k}"] <= 1.0
+        assert 0.0 <= f[f"ref_accuracy@K{k}"] <= 1.0
+    for name in ("rouge_l", "meteor", "self_bleu", "distinct_2", "empty_share", "truncated_share", "pref_all",
+                 "pref_topic"):
+        assert 0.0 <= f[name] <= 1.0, name
+    assert 1 <= f["response_tokens"] <= 6
+    assert len(res.mi_per_row) == len(res.responses) == 6
+    assert res.extra["identification"]["K4"]["chance"] == 0.25
+    run = res.to_run("before", seed=3)
+    assert run.all_figures()["accuracy@K2"] == res.accuracy_per_k[2]
+
+
+def test_evaluate_model_is_seeded_and_batch_invariant(tiny_model_and_tokenizer):
+    model, tok = tiny_model_and_tokenizer
+    ex = _examples(_rows(4, 1))
+    kw = dict(k_values=(2,), max_new_tokens=5, progress=False)
+    a = evaluate_model(model, tok, ex, seed=1, batch_size=4, **kw)
+    b = evaluate_model(model, tok, ex, seed=1, batch_size=1, **kw)
+    c = evaluate_model(model, tok, ex, seed=2, batch_size=4, **kw)
+    assert a.responses == b.responses
+    assert a.figures["mi_mean"] == pytest.approx(b.figures["mi_mean"], abs=1e-5)
+    assert a.responses != c.responses
+
+
+def test_k_larger_than_the_contexts_is_skipped_with_a_note(tiny_model_and_tokenizer):
+    model, tok = tiny_model_and_tokenizer
+    res = evaluate_model(model, tok, _examples(_rows(3, 1)), k_values=(2, 8), max_new_tokens=3, progress=False)
+    assert set(res.accuracy_per_k) == {2}
+    assert any("K=[8]" in n for n in res.extra["notes"])
+    with pytest.raises(ValueError, match="context"):
+        from axolotl_mipo.data.example import Example
+
+        evaluate_model(model, tok, [Example(index=0, messages=(("user", "hi"),))], progress=False)
+
+
+# ------------------------------------------------------- context-blind model
+
+
+class _Bigram(torch.nn.Module):
+    """Logits depend on the current token only: the context cannot change any score."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=g))
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.table[input_ids])
+
+
+@pytest.mark.parametrize("ks", [(2, 4, 8), (3, 5)])
+def test_context_blind_model_identifies_at_chance(tiny_model_and_tokenizer, ks):
+    _, tok = tiny_model_and_tokenizer
+    blind = _Bigram(len(tok))
+    ex = _examples(_rows(10, 2, seed=4))
+    cands, truth, cols = _nested_candidates([e.context for e in ex], ks, seed=0)
+    scores = context_score_matrix(blind, tok, ex, None, cands, batch_size=16)
+    res = _identification(scores, truth, cols)
+    for k in ks:
+        assert res[k].k == k and res[k].chance == pytest.approx(1 / k)
+        assert res[k].accuracy == 0.0  # all tied: never strictly identified
+        assert res[k].accuracy_fractional == pytest.approx(1 / k)  # exactly chance under random tie-breaking
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_uninformative_scores_through_nested_sets_are_at_chance(k):
+    # scores that vary but carry no information about which context is the user's
+    contexts = [f"user {i % 12}" for i in range(3000)]
+    cands, truth, cols = _nested_candidates(contexts, (2, 4, 8), seed=1)
+    rng = random.Random(k)
+    scores = [[rng.gauss(0, 1) for _ in row] for row in cands]
+    acc = _identification(scores, truth, cols)[k].accuracy
+    se = math.sqrt((1 / k) * (1 - 1 / k) / len(contexts))
+    assert abs(acc - 1 / k) < 4 * se
+
+
+def test_nested_candidate_sets():
+    contexts = [f"c{i % 9}" for i in range(40)]
+    cands, truth, cols = _nested_candidates(contexts, (2, 4, 8), seed=5)
+    for i, own in enumerate(contexts):
+        assert len(cands[i]) == 8 and len(set(cands[i])) == 8 and cands[i][truth[i]] == own
+        s2, s4, s8 = (set(cols[k][i]) for k in (2, 4, 8))
+        assert truth[i] in s2 and s2 <= s4 <= s8 and (len(s2), len(s4), len(s8)) == (2, 4, 8)
+    assert _nested_candidates(contexts, (2, 4, 8), seed=5) == (cands, truth, cols)
+
+
+# --------------------------------------------------------------------- judge
+
+
+class _FakeJudgeBackend:
+    batch_size = 3
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.prompts = []
+
+    def generate_batch(self, prompts):
+        self.prompts += prompts
+        return [GenerationResult(self.answers(p), 1) for p in prompts]
+
+
+def test_llm_judge_counts_wins_ties_losses_apart():
+    ex = _examples(_rows(4, 1))
+    responses = ["WIN", "TIE", "LOSE", "BROKEN"]
+
+    def answers(prompt):
+        if ex[0].meta["reference"][:20] in prompt or ex[1].meta["reference"][:20] in prompt:
+            return " 3"
+        if ex[2].meta["reference"][:20] in prompt:
+            return "4 because"
+        if ex[3].meta["reference"][:20] in prompt:
+            return "2"
+        return {"WIN": "Score: 5", "TIE": "3", "LOSE": "1", "BROKEN": "no idea"}[
+            next(r for r in responses if f"Response: {r}\n" in prompt)]
+
+    backend = _FakeJudgeBackend(answers)
+    tally = run_judge(LLMJudge(backend), ex, responses)
+    assert (tally["wins"], tally["ties"], tally["losses"], tally["invalid"]) == (1, 1, 1, 1)
+    assert tally["win_rate_ties_as_wins"] == pytest.approx(2 / 3)
+    assert len(backend.prompts) == 8 and "Score:" in backend.prompts[0]
+    assert [parse_score(t) for t in ("Score: 4", "7 then 2", "none", "")] == [4.0, 2.0, None, None]
+
+
+def test_evaluate_model_reports_the_judge(tiny_model_and_tokenizer):
+    model, tok = tiny_model_and_tokenizer
+    res = evaluate_model(model, tok, _examples(_rows(3, 1)), k_values=(2,), max_new_tokens=3, progress=False,
+                         judge=lambda context, query, response: 5.0 if len(response) < 60 else 1.0)
+    f = res.figures
+    assert f["judge_wins"] + f["judge_ties"] + f["judge_losses"] == 3
+    assert res.extra["judge"]["n"] == 3
+
+
+def test_synthetic_preferences_read_back_from_the_context():
+    for seed in range(3):
+        for user in S.make_users(S.MAX_USERS, seed):
+            assert synthetic_preferences(user.context) == user.preferences()
+    assert synthetic_preferences("I like cats.") is None
+
+
+# ----------------------------------------------------------------------- CLI
+
+
+def test_eval_cli_writes_the_report(tmp_path, tiny_model_dir, capsys):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from axolotl_mipo.cli import main
+
+    rows = _rows(8, 1, seed=2)  # one row per user: 6 held-out rows, 6 distinct contexts
+    S.write_jsonl(rows[:2], tmp_path / "train.jsonl")
+    S.write_jsonl(rows[2:], tmp_path / "heldout.jsonl")
+    # a LoRA adapter with non-zero B, so "after" differs from "before"
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    cfg = {
+        "base_model": str(tiny_model_dir),
+        "plugins": ["axolotl_mipo.MIPOPlugin"],
+        "rl": "dpo",
+        "mipo": {"datasets": [{"path": str(tmp_path / "train.jsonl"), "reference_field": "reference"}],
+                 "generation": {"max_new_tokens": 6, "batch_size": 4, "device": "cpu"}},
+        "output_dir": str(tmp_path / "out"),
+    }
+    (tmp_path / "cfg.yml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "report"
+    rc = main(["eval", str(tmp_path / "cfg.yml"), "--adapter", str(tmp_path / "adapter"),
+               "--data", str(tmp_path / "heldout.jsonl"), "--rows", "6", "--k", "2", "4", "--out", str(out),
+               "--synthetic-checks", "--no-progress", "--base-label", "before", "--adapter-label", "after"])
+    assert rc == 0
+    data = json.loads((out / "report.json").read_text())
+    assert [r["label"] for r in data["runs"]] == ["before", "after"]
+    assert data["settings"]["rows"] == 6 and data["settings"]["max_new_tokens"] == 6
+    before, after = data["summary"]["before"], data["summary"]["after"]
+    for name in ("mi_mean", "accuracy@K2", "accuracy@K4", "rouge_l", "meteor", "self_bleu", "ref_mi_mean",
+                 "pref_all"):
+        assert before[name]["n"] == 1 and after[name]["n"] == 1, name
+    assert before["mi_mean"]["mean"] != after["mi_mean"]["mean"]
+    assert sorted(data["plots"]) == ["accuracy_per_k.png", "mi_hist.png"]
+    for png in ("mi_hist.png", "accuracy_per_k.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    md = (out / "summary.md").read_text()
+    assert "| figure | before | after |" in md and "accuracy@K4" in md
+    assert "accuracy@K4" in capsys.readouterr().out
+
+
+def test_eval_cli_slices_the_training_rows(tmp_path, tiny_model_dir, capsys):
+    from axolotl_mipo.cli import main
+
+    S.write_jsonl(_rows(5, 2, seed=1), tmp_path / "rows.jsonl")
+    cfg = {"base_model": str(tiny_model_dir), "mipo": {"datasets": [{"path": str(tmp_path / "rows.jsonl")}]},
+           "output_dir": str(tmp_path / "out")}
+    (tmp_path / "cfg.yml").write_text(yaml.safe_dump(cfg))
+    rc = main(["eval", str(tmp_path / "cfg.yml"), "--offset", "6", "--rows", "4", "--k", "2",
+               "--max-new-tokens", "3", "--no-progress"])
+    assert rc == 0
+    data = json.loads((tmp_path / "out" / "mipo_eval" / "report.json").read_text())
+    assert data["settings"]["rows"] == 4 and [r["label"] for r in data["runs"]] == ["base"]
+    # no reference_field in the config: no reference figures, but MI and identification are there
+    figs = data["runs"][0]["figures"]
+    assert "rouge_l" not in figs and "mi_mean" in figs
+    with pytest.raises(SystemExit):
+        main(["eval", str(tmp_path / "cfg.yml"), "--offset", "100", "--no-progress"])
+
+
+# -------------------------------------------------------------- tiny corpus
+
+
+def test_tokenizer_on_a_given_corpus(tmp_path):
+    from axolotl_mipo.testing.tiny import TinyModelSpec, build_tiny_model, build_tokenizer
+
+    corpus = [r["reference"] for r in _rows(8, 3)]
+    tok = build_tokenizer(512, corpus=corpus)
+    default = build_tokenizer(512)
+    word = "ingredients"
+    assert len(tok(word, add_special_tokens=False)["input_ids"]) < len(default(word, add_special_tokens=False)["input_ids"])
+    spec = TinyModelSpec(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         intermediate_size=32, vocab_size=512)
+    d = build_tiny_model(tmp_path / "m", spec, corpus=corpus)
+    stamp = json.loads((d / "tiny_spec.json").read_text())
+    assert "corpus_sha256" in stamp
+    mtime = (d / "model.safetensors").stat().st_mtime_ns
+    build_tiny_model(d, spec, corpus=corpus)  # same corpus: kept
+    assert (d / "model.safetensors").stat().st_mtime_ns == mtime
+    build_tiny_model(d, spec)  # default corpus: rebuilt, stamp back to the spec alone
+    assert "corpus_sha256" not in json.loads((d / "tiny_spec.json").read_text())
