@@ -41,10 +41,22 @@ For each seed, in its own worker process (the seeds run side by side):
    ``axolotl train`` subprocess. MIPO sees no references and no labels.
 5. **Evaluate** base + adapter with the same sampling seed (paired comparison).
 
+6. **Diagnose** what DPO did to its own training pairs: the change of mean
+   ``log p`` of chosen and rejected, scored WITH the row's context and WITHOUT
+   it. The margin's change splits into a part that also appears without the
+   context (the model now prefers y+ over y- whatever the prompt says: no
+   personalization) and the context-specific remainder; the pairs' own
+   preference satisfaction shows which preferences they carry signal about.
+
 The main process then writes ``OUT/report.json``, ``OUT/summary.md``, the
 plots, and ``OUT/table.md`` with mean ± sample standard deviation across seeds,
 and says whether MI and identification accuracy rose by more than the spread
-(the larger of the before / after standard deviations across seeds).
+(the larger of the before / after standard deviations across seeds), followed
+by the diagnostics. Wall and CPU seconds are recorded per stage: the wall time
+depends on what else runs on the machine, the CPU seconds much less.
+
+``--strategy swap_context`` runs the paper's appendix ablation (rejected
+generated with another user's context) on the same base models.
 
 The seed changes everything: the task's users and phrasings, the split, the
 model's initialisation and SFT data, MIPO's sampling, LoRA's initialisation and
