@@ -19,7 +19,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from axolotl_mipo.errors import MIPOConfigError, MIPOGenerationError
-from axolotl_mipo.generation.base import GenerationBackend, GenerationResult
+from axolotl_mipo.generation.base import (
+    GenerationBackend,
+    GenerationResult,
+    sampling_key_parts,
+    token_lengths,
+)
 from axolotl_mipo.generation.cache import model_fingerprint
 from axolotl_mipo.generation.hf import _prompt_seed
 
@@ -97,21 +102,14 @@ class OpenAIBackend(GenerationBackend):
         )
 
     def cache_key_parts(self) -> dict:
-        greedy = self.temperature == 0
         return {
-            "backend": self.name,
+            **sampling_key_parts(self),
             "served_model": self.model,
             "model": self.model_id,
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": 1.0 if greedy else self.top_p,
-            "top_k": None if greedy else self.top_k,
-            "repetition_penalty": self.repetition_penalty,
-            "seed": None if greedy else self.seed,
         }
 
     def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
-        return [len(x) for x in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+        return token_lengths(self.tokenizer, prompts)
 
     def _payload(self, prompt: str) -> dict:
         body = {
