@@ -150,6 +150,11 @@ class MIPOConfig(_Strict):
     rmipo_beta: float = Field(default=2.0, gt=0.0)
     rmipo_gamma_min: float = 0.3
     rmipo_gamma_max: float = 1.6
+    rmipo_pmi_from: Literal["policy", "reference"] = Field(
+        default="policy",
+        description="the model that scores each pair's PMI: the policy every step (as released), or the frozen "
+        "reference once, with precompute_ref_log_probs",
+    )
     perce_alpha: float = Field(default=1.0, ge=0.0, description="weight of the auxiliary PerCE term on chosen")
     perce_clip_min: float = 0.8
     perce_clip_max: float = 5.0

@@ -12,7 +12,10 @@ What each ``mipo_loss`` costs per step, on top of plain DPO
 * ``dpo`` — nothing: every method defers to TRL's ``DPOTrainer``.
 * ``rmipo`` — one no-grad policy forward over the two responses alone (no
   prompt, no BOS); the ``reference_free`` form also drops DPO's reference
-  forward. research.md, RMiPO.
+  forward. With ``rmipo_pmi_from: reference`` the PMI terms come from the
+  frozen reference instead and are computed once, while precomputing the
+  reference log-probs: the per-pair margin is then fixed and costs nothing per
+  step. research.md, RMiPO.
 * ``perce`` — DPO sigmoid loss on token-weighted sequence log-probs plus
   ``alpha`` x PerCE on the chosen response. Weights from ``policy``: one
   no-grad forward of ``prompt_no_context + response`` (both responses when
@@ -98,13 +101,15 @@ WEIGHT_SOURCES = ("policy", "reference")
 COL_PROMPT_NC_IDS = "prompt_no_context_ids"
 COL_REF_TOKENS = ("ref_chosen_token_logps", "ref_rejected_token_logps")
 COL_REF_PIR = ("perce_ref_chosen_pir", "perce_ref_rejected_pir")
-MIPO_COLUMNS = (COL_PROMPT_NC_IDS, *COL_REF_TOKENS, *COL_REF_PIR)
+COL_REF_PMI = ("rmipo_ref_chosen_pmi", "rmipo_ref_rejected_pmi")
+MIPO_COLUMNS = (COL_PROMPT_NC_IDS, *COL_REF_TOKENS, *COL_REF_PIR, *COL_REF_PMI)
 
 # batch keys the collator wrapper adds; never passed to the model
 NC_KEYS = ("nc_input_ids", "nc_attention_mask", "nc_completion_mask")
 REF_TOKEN_KEYS = ("ref_token_logps", "ref_token_mask")
 REF_PIR_KEYS = ("perce_ref_pir", "perce_ref_pir_mask")
-MIPO_BATCH_KEYS = frozenset((*NC_KEYS, *REF_TOKEN_KEYS, *REF_PIR_KEYS))
+REF_PMI_KEY = "rmipo_ref_pmi"
+MIPO_BATCH_KEYS = frozenset((*NC_KEYS, *REF_TOKEN_KEYS, *REF_PIR_KEYS, REF_PMI_KEY))
 _NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}) | MIPO_BATCH_KEYS
 
 
@@ -122,6 +127,9 @@ class MIPOTrainingArgsMixin:
     mipo_rmipo_beta: float = field(default=2.0, metadata={"help": "beta of the reference-free RMiPO form"})
     mipo_rmipo_gamma_min: float = field(default=0.3, metadata={"help": "RMiPO margin for a large PMI gap"})
     mipo_rmipo_gamma_max: float = field(default=1.6, metadata={"help": "RMiPO margin for a zero/negative PMI gap"})
+    mipo_rmipo_pmi_from: str = field(
+        default="policy", metadata={"help": "policy (every step, as released) | reference (precomputed once)"}
+    )
     mipo_perce_alpha: float = field(default=1.0, metadata={"help": "weight of the PerCE term on chosen"})
     mipo_perce_clip_min: float = field(default=0.8, metadata={"help": "PerCE weight lower clip m"})
     mipo_perce_clip_max: float = field(default=5.0, metadata={"help": "PerCE weight upper clip M"})
@@ -146,6 +154,8 @@ def _validate_options(opts: dict) -> None:
         bad("mipo_loss", f"{opts['mipo_loss']!r} is not one of {list(LOSSES)}")
     if opts["mipo_rmipo_form"] not in RMIPO_FORMS:
         bad("mipo_rmipo_form", f"{opts['mipo_rmipo_form']!r} is not one of {list(RMIPO_FORMS)}")
+    if opts["mipo_rmipo_pmi_from"] not in WEIGHT_SOURCES:
+        bad("mipo_rmipo_pmi_from", f"{opts['mipo_rmipo_pmi_from']!r} is not one of {list(WEIGHT_SOURCES)}")
     if opts["mipo_perce_weights_from"] not in WEIGHT_SOURCES:
         bad("mipo_perce_weights_from", f"{opts['mipo_perce_weights_from']!r} is not one of {list(WEIGHT_SOURCES)}")
     if not opts["mipo_rmipo_beta"] > 0:
@@ -193,6 +203,7 @@ class MIPOLossSettings:
     rmipo_beta: float = 2.0
     rmipo_gamma_min: float = 0.3
     rmipo_gamma_max: float = 1.6
+    rmipo_pmi_from: str = "policy"
     perce_alpha: float = 1.0
     perce_clip_min: float = 0.8
     perce_clip_max: float = 5.0
@@ -227,6 +238,10 @@ class MIPOLossSettings:
     def needs_ref_tokens(self) -> bool:
         """Precomputed reference data must keep per-token log-probs (weights change the sums)."""
         return self.needs_reference and self.token_weighted
+
+    @property
+    def ref_pmi(self) -> bool:
+        return self.uses_rmipo and self.rmipo_pmi_from == "reference"
 
     @property
     def ref_weights(self) -> bool:
@@ -290,6 +305,7 @@ class MIPOPreferenceCollator:
     * ``ref_token_logps``/``ref_token_mask``: precomputed reference per-token
       log-probs, ``[2B, K]`` left-aligned (chosen rows first).
     * ``perce_ref_pir``/``perce_ref_pir_mask``: precomputed reference PIR, same layout.
+    * ``rmipo_ref_pmi``: precomputed reference PMI of each response, ``[2B]`` (chosen first).
     """
 
     inner: Any
@@ -332,6 +348,8 @@ class MIPOPreferenceCollator:
             if cols[0] in examples[0]:
                 rows = [list(ex[cols[0]]) for ex in examples] + [list(ex[cols[1]]) for ex in examples]
                 out[keys[0]], out[keys[1]] = _pad_floats(rows)
+        if COL_REF_PMI[0] in examples[0]:
+            out[REF_PMI_KEY] = torch.tensor([float(ex[c]) for c in COL_REF_PMI for ex in examples])
         return out
 
 
@@ -407,6 +425,11 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
                 f"mipo.loss {s.loss} computes its own preference loss and cannot honour: {', '.join(clashes)}; "
                 "remove these options or use mipo.loss dpo"
             )
+        if s.ref_pmi and not getattr(args, "precompute_ref_log_probs", False):
+            raise MIPOConfigError(
+                "mipo.rmipo_pmi_from: reference computes each pair's PMI once, while precomputing the reference "
+                "log-probs; set 'precompute_ref_log_probs: true' (or use rmipo_pmi_from: policy)"
+            )
         if s.ref_weights and not getattr(args, "precompute_ref_log_probs", False):
             raise MIPOConfigError(
                 "mipo.perce_weights_from: reference computes the weights once, while precomputing the reference "
@@ -467,15 +490,15 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         s = self._mipo
         if s.loss == "dpo":
             return super()._precompute_ref_logps(dataset, name, batch_size)
-        if not s.needs_reference and not s.ref_weights:
+        if not s.needs_reference and not s.ref_weights and not s.ref_pmi:
             LOG.info("mipo.loss %s (%s form) uses no reference model: nothing to precompute", s.loss, s.rmipo_form)
             return dataset
-        if not s.needs_ref_tokens and not s.ref_weights:
+        if not s.needs_ref_tokens and not s.ref_weights and not s.ref_pmi:
             return super()._precompute_ref_logps(dataset, name, batch_size)
         return self._mipo_precompute(dataset, name, batch_size)
 
     def _mipo_precompute(self, dataset, name, batch_size):
-        """Reference sums, and per-token log-probs and/or PIR, in one pass; cached like TRL's."""
+        """Reference sums, and per-token log-probs, PIR and/or PMI, in one pass; cached like TRL's."""
         s = self._mipo
         if isinstance(dataset, IterableDataset):
             raise MIPOConfigError(
@@ -483,7 +506,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             )
         model_hash = hash_module(self.ref_model or self.model)
         key = ("axolotl_mipo.ref.v1", dataset._fingerprint, model_hash, s.needs_ref_tokens, s.ref_weights,
-               self.args.max_length, self.args.truncation_mode)
+               s.ref_pmi, self.args.max_length, self.args.truncation_mode)
         fingerprint = [Hasher.hash(key)]
         broadcast_object_list(fingerprint, from_process=0)
         fingerprint = fingerprint[0]
@@ -524,6 +547,11 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
                 rows = _compact_rows(pir, mask)
                 cols[COL_REF_PIR[0]] += rows[:half]
                 cols[COL_REF_PIR[1]] += rows[half:]
+            if s.ref_pmi:
+                pmi = self._response_pmi(batch["input_ids"], batch["completion_mask"], ref_logps, mask,
+                                         lambda ids, att: self._mipo_ref_token_logps(model, ids, att, att)[0])
+                cols[COL_REF_PMI[0]] += pmi[:half].float().cpu().tolist()
+                cols[COL_REF_PMI[1]] += pmi[half:].float().cpu().tolist()
         if not s.needs_reference:
             del cols["ref_chosen_logps"], cols["ref_rejected_logps"]
 
@@ -590,17 +618,35 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             weights = torch.cat([weights, torch.zeros_like(weights)], dim=0)
         return weights.to(per_token_logps.dtype), stats
 
-    def _rmipo_dpmi(self, input_ids, completion_mask, per_token_logps, mask):
-        """``(dPMI [B], PMI [2B])`` from one no-grad forward over the responses alone."""
+    def _response_pmi(self, input_ids, completion_mask, per_token_logps, mask, alone_logps_fn):
+        """PMI of each row's response, ``[N]``: mean log p(y_i | prompt, y<i) - mean log p(y_i | y<i) over
+        tokens 2..n (the response alone has no prompt and no BOS, so its first token is not predicted).
+
+        ``per_token_logps`` are the with-prompt log-probs of the rows; ``alone_logps_fn(ids, attention_mask)``
+        scores the responses alone with the same model (policy or reference), no grad.
+        """
         resp_ids, resp_att = _response_alone(input_ids, completion_mask, self._tokenizer.pad_token_id)
         if resp_ids.shape[1] < 2:  # single-token responses: nothing is predicted without a prompt
-            pmi = per_token_logps.new_zeros(input_ids.shape[0])
+            return per_token_logps.new_zeros(input_ids.shape[0])
+        alone = alone_logps_fn(resp_ids, resp_att)
+        alone_mask = resp_att[:, 1:].bool()
+        ctx, matched = align_right(per_token_logps.detach(), mask, alone_mask)
+        both = alone_mask & matched
+        return masked_mean(ctx, both) - masked_mean(alone.to(ctx.dtype), both)
+
+    def _rmipo_dpmi(self, inputs, per_token_logps, mask):
+        """``(dPMI [B], PMI [2B])``: precomputed from the reference, or one no-grad policy forward over the
+        responses alone."""
+        if self._mipo.ref_pmi:
+            if REF_PMI_KEY not in inputs:
+                raise MIPOError(
+                    f"batch has no {REF_PMI_KEY!r}: rmipo_pmi_from reference needs the dataset prepared with "
+                    "precompute_ref_log_probs by MIPODPOTrainer"
+                )
+            pmi = inputs[REF_PMI_KEY].to(per_token_logps.dtype)
         else:
-            alone = self._policy_token_logps_no_grad(resp_ids, resp_att)
-            alone_mask = resp_att[:, 1:].bool()
-            ctx, matched = align_right(per_token_logps.detach(), mask, alone_mask)
-            both = alone_mask & matched
-            pmi = masked_mean(ctx, both) - masked_mean(alone.to(ctx.dtype), both)
+            pmi = self._response_pmi(inputs["input_ids"], inputs["completion_mask"], per_token_logps, mask,
+                                     self._policy_token_logps_no_grad)
         pmi_c, pmi_r = pmi.chunk(2)
         return rmipo_dpmi(pmi_c, torch.zeros_like(pmi_c), pmi_r, torch.zeros_like(pmi_r)), pmi
 
@@ -660,7 +706,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             chosen_logratios, rejected_logratios = chosen_logps - ref_chosen, rejected_logps - ref_rejected
 
         if s.uses_rmipo:
-            dpmi, pmi = self._rmipo_dpmi(input_ids, completion_mask, per_token_logps, mask)
+            dpmi, pmi = self._rmipo_dpmi(inputs, per_token_logps, mask)
             gamma = rmipo_gamma(dpmi, s.rmipo_gamma_min, s.rmipo_gamma_max)
             if s.rmipo_form == "reference_free":
                 chosen_avg, rejected_avg = masked_mean(per_token_logps, mask, seq_weights).chunk(2)

@@ -66,12 +66,14 @@ CONFIGS = {
     "dpo-precomputed": {"precompute_ref_log_probs": True},
     "rmipo-reference_free": {"mipo_loss": "rmipo"},
     "rmipo-dpo": {"mipo_loss": "rmipo", "mipo_rmipo_form": "dpo"},
+    "rmipo-dpo-ref-pmi": {"mipo_loss": "rmipo", "mipo_rmipo_form": "dpo", "mipo_rmipo_pmi_from": "reference",
+                          "precompute_ref_log_probs": True},
     "perce-policy": {"mipo_loss": "perce"},
     "perce-reference": {"mipo_loss": "perce", "mipo_perce_weights_from": "reference", "precompute_ref_log_probs": True},
     "rmipo+perce": {"mipo_loss": "rmipo+perce"},
 }
 TARGETS = {"rmipo-reference_free": ("dpo", 1.15), "rmipo-dpo": ("dpo", 1.15), "perce-policy": ("dpo", 1.45),
-           "perce-reference": ("dpo-precomputed", 1.05)}
+           "perce-reference": ("dpo-precomputed", 1.05), "rmipo-dpo-ref-pmi": ("dpo-precomputed", 1.15)}
 
 SIZES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -60,7 +60,9 @@ def test_swap_context_strategy_trains(tmp_path, tiny_model_dir):
 
 @pytest.mark.parametrize("loss, extra, metrics", [
     ("rmipo+perce", {}, ["rmipo/gamma", "rmipo/dpmi", "perce/weight_mean", "perce/clipped_frac", "perce/aux_loss"]),
-    ("perce", {"perce_weights_from": "reference"}, ["perce/weight_mean", "perce/clipped_frac"]),
+    # the options computed once with the reference: PerCE weights and RMiPO's per-pair PMI
+    ("rmipo+perce", {"perce_weights_from": "reference", "rmipo_pmi_from": "reference", "rmipo_form": "dpo"},
+     ["rmipo/gamma", "rmipo/dpmi", "perce/weight_mean", "perce/clipped_frac"]),
 ])
 def test_loss_hooks_through_axolotl_train(tmp_path, tiny_model_dir, loss, extra, metrics):
     path = _config(tmp_path, tiny_model_dir, loss=loss, **extra)

@@ -73,6 +73,10 @@ CASES = {
     "dpo": ({}, ()),
     "rmipo-reference_free": ({"mipo_loss": "rmipo"}, RMIPO_METRICS),
     "rmipo-dpo": ({"mipo_loss": "rmipo", "mipo_rmipo_form": "dpo", "precompute_ref_log_probs": True}, RMIPO_METRICS),
+    "rmipo-dpo-reference-pmi": ({"mipo_loss": "rmipo", "mipo_rmipo_form": "dpo", "mipo_rmipo_pmi_from": "reference",
+                                "precompute_ref_log_probs": True}, RMIPO_METRICS),
+    "rmipo-reference_free-reference-pmi": ({"mipo_loss": "rmipo", "mipo_rmipo_pmi_from": "reference",
+                                           "precompute_ref_log_probs": True}, RMIPO_METRICS),
     "perce-policy": ({"mipo_loss": "perce"}, PERCE_METRICS),
     "perce-reference": ({"mipo_loss": "perce", "mipo_perce_weights_from": "reference",
                          "precompute_ref_log_probs": True}, PERCE_METRICS),
@@ -207,7 +211,7 @@ def test_rmipo_dpmi_matches_a_direct_computation(env, max_length):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         logps = torch.log_softmax(out.logits[:, :-1], -1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
         logps = logps.masked_fill(~mask, 0)
-        dpmi, pmi = trainer._rmipo_dpmi(batch["input_ids"], batch["completion_mask"], logps, mask)
+        dpmi, pmi = trainer._rmipo_dpmi(batch, logps, mask)
 
         def pmi_of(response):
             response = response[: max_length - len(row["prompt_ids"])]
@@ -225,6 +229,42 @@ def test_rmipo_dpmi_matches_a_direct_computation(env, max_length):
     assert dpmi.item() == pytest.approx(expected_c - expected_r, abs=1e-5)
 
 
+@pytest.mark.parametrize("form", ["dpo", "reference_free"])
+def test_reference_pmi_matches_policy_pmi_at_step_zero_and_costs_no_forward(env, form, monkeypatch):
+    """A fresh LoRA adapter is the reference: the PMI precomputed once equals the one the policy computes live,
+    and a step with rmipo_pmi_from reference runs no response-alone forward."""
+    ref = _make(env, mipo_loss="rmipo", mipo_rmipo_form=form, mipo_rmipo_pmi_from="reference",
+                precompute_ref_log_probs=True, per_device_train_batch_size=1, precompute_ref_batch_size=2,
+                max_length=40)
+    pol = _make(env, mipo_loss="rmipo", mipo_rmipo_form=form, per_device_train_batch_size=1, max_length=40)
+    assert {"rmipo_ref_chosen_pmi", "rmipo_ref_rejected_pmi"} <= set(ref.train_dataset.column_names)
+    assert ("ref_chosen_logps" in ref.train_dataset.column_names) == (form == "dpo")
+    from trl.trainer.utils import selective_log_softmax
+
+    seen = []
+    for i in range(len(env["ds"])):
+        rb = ref._prepare_inputs(ref.data_collator([ref.train_dataset[i]]))
+        pb = pol._prepare_inputs(pol.data_collator([pol.train_dataset[i]]))
+        mask = pb["completion_mask"][:, 1:].bool()
+        with torch.no_grad():
+            out = pol.model(input_ids=pb["input_ids"], attention_mask=pb["attention_mask"])
+            logps = selective_log_softmax(out.logits[:, :-1], pb["input_ids"][:, 1:]).masked_fill(~mask, 0)
+            live_dpmi, live_pmi = pol._rmipo_dpmi(pb, logps, mask)
+            pre_dpmi, pre_pmi = ref._rmipo_dpmi(rb, logps, mask)
+        torch.testing.assert_close(pre_pmi, live_pmi, atol=1e-5, rtol=0)
+        torch.testing.assert_close(pre_dpmi, live_dpmi, atol=1e-5, rtol=0)
+        seen.append(live_dpmi.abs().item())
+    assert max(seen) > 1e-3  # the pairs' PMI gaps are not all zero, so the comparison means something
+
+    def no_forward(*a, **k):
+        raise AssertionError("rmipo_pmi_from reference ran a policy forward")
+
+    monkeypatch.setattr(ref, "_policy_token_logps_no_grad", no_forward)
+    ref.model.train()
+    loss = ref.compute_loss(ref.model, ref._prepare_inputs(ref.data_collator([ref.train_dataset[0]])))
+    assert torch.isfinite(loss)
+
+
 def test_evaluate_logs_the_hook_metrics(env):
     trainer = _make(env, mipo_loss="rmipo+perce", mipo_perce_weights_from="reference", precompute_ref_log_probs=True)
     trainer.eval_dataset = trainer._precompute_ref_logps(
@@ -238,6 +278,11 @@ def test_evaluate_logs_the_hook_metrics(env):
 def test_weights_from_reference_needs_precompute(env):
     with pytest.raises(MIPOConfigError, match="precompute_ref_log_probs"):
         _make(env, mipo_loss="perce", mipo_perce_weights_from="reference")
+
+
+def test_pmi_from_reference_needs_precompute(env):
+    with pytest.raises(MIPOConfigError, match="rmipo_pmi_from.*precompute_ref_log_probs"):
+        _make(env, mipo_loss="rmipo", mipo_rmipo_pmi_from="reference")
 
 
 def test_perce_needs_prompt_no_context(env):
@@ -274,5 +319,7 @@ def test_training_args_from_config():
     assert training_args_from_config(None)["mipo_loss"] == "dpo"
     with pytest.raises(MIPOConfigError, match="mipo.loss"):
         training_args_from_config({"loss": "simpo"})
+    with pytest.raises(MIPOConfigError, match="mipo.rmipo_pmi_from"):
+        training_args_from_config({"rmipo_pmi_from": "oracle"})
     with pytest.raises(MIPOConfigError, match="perce_clip_min"):
         training_args_from_config({"perce_clip_min": 3.0, "perce_clip_max": 2.0})
