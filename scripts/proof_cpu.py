@@ -284,7 +284,7 @@ def read_pairs(out: Path, tok, train_rows, strategy: str, seed: int) -> list[dic
 
     cache = {}
     for shard in sorted((out / "prepared" / "mipo_cache").glob("*/shard-*.jsonl")):
-        for line in shard.read_text(encoding="utf-8").splitlines():
+        for line in shard.read_text(encoding="utf-8").split("\n")[:-1]:
             rec = json.loads(line)
             cache[rec["k"]] = rec["r"]
     examples = [Example(index=i, messages=(("user", r["query"]),), context=r["context"])

@@ -76,7 +76,7 @@ def run_with_kills(cmd: list[str], every: float, limit_s: float) -> int:
 def dump_pairs(cfg: Path, out: Path) -> list[dict]:
     subprocess.run([str(BIN / "axolotl-mipo"), "generate", str(cfg), "--out", str(out)], env=env(), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return [json.loads(line) for line in out.read_text().splitlines()]
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
 
 
 def main() -> int:

@@ -56,6 +56,79 @@ def test_greedy_matches_plain_generate(tiny_model_and_tokenizer, prompts, tiny_m
         assert tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip() == got
 
 
+@pytest.mark.parametrize("sampling", [
+    {"temperature": 0.7, "top_p": 0.9},
+    {"temperature": 1.0, "top_p": 1.0, "top_k": 50, "repetition_penalty": 1.3},
+    {"temperature": 0.0},
+])
+def test_decode_loop_matches_transformers_generate(tiny_model_and_tokenizer, prompts, sampling):
+    """The backend's own loop (rows leave the batch at EOS) vs ``model.generate`` with the same warpers and
+    per-row noise, token by token, on a batch of mixed lengths where some rows stop early."""
+    import torch
+
+    from axolotl_mipo.generation.hf import PerRowGumbelSampler
+
+    model, tok = tiny_model_and_tokenizer
+    prompts = prompts + [p.replace("jazz", "long walks by the sea") for p in prompts]
+    b = HFBackend(model, tok, model_id={}, max_new_tokens=12, batch_size=8, seed=5, **sampling)
+
+    def reference(eos_ids):
+        tok.padding_side = "left"
+        enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
+        tok.padding_side = "right"
+        procs = b._warpers()
+        if b.sample:
+            procs.append(PerRowGumbelSampler(b._seeds(prompts).tolist(), model.device))
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=12, do_sample=False, eos_token_id=eos_ids,
+                                 pad_token_id=b.pad_id, logits_processor=procs)
+        rows = []
+        for row in out[:, enc["input_ids"].shape[1]:].tolist():
+            cut = next((i for i, t in enumerate(row) if t in eos_ids), len(row))  # finished rows: eos, then pad
+            rows.append(row[:cut])
+        return rows
+
+    from collections import Counter
+
+    free = reference(b.eos_ids)
+    # make rows stop early, at different steps: the most frequent token drawn becomes an end-of-sequence token
+    stop = Counter(t for row in free for t in row[1:]).most_common(1)[0][0]
+    b.eos_ids = sorted({*b.eos_ids, stop})
+    expected = reference(b.eos_ids)
+    assert len({len(r) for r in expected}) > 1, "no row stopped early: the check would not exercise pruning"
+    pruned = []
+    new_cache = b._new_cache
+
+    def counting_cache():
+        cache = new_cache()
+        select = cache.batch_select_indices
+        cache.batch_select_indices = lambda idx: (pruned.append(len(idx)), select(idx))[1]
+        return cache
+
+    b._new_cache = counting_cache
+    got = b.generate_batch(prompts)
+    assert pruned, "no finished row left the batch"
+    assert [r.num_tokens for r in got] == [len(r) for r in expected]
+    assert [r.text for r in got] == [tok.decode(r, skip_special_tokens=True).strip() for r in expected]
+
+
+def test_sparse_gumbel_equals_dense_noise():
+    import torch
+
+    from axolotl_mipo.generation.hf import add_gumbel, counter_uniform
+
+    torch.manual_seed(0)
+    seeds = torch.tensor([11, 12, 13], dtype=torch.int64)
+    scores = torch.randn(3, 5000)
+    scores[torch.rand(3, 5000) < 0.95] = float("-inf")  # top-p leaves few finite entries: the sparse path
+    dense = scores + (-torch.log(-torch.log(counter_uniform(seeds, 7, 5000)))).float()
+    got = add_gumbel(scores, seeds, 7)
+    finite = torch.isfinite(scores)
+    assert torch.equal(got[finite], dense[finite]) and torch.isinf(got[~finite]).all()
+    full = torch.randn(3, 5000)  # nothing filtered: the dense path
+    assert torch.equal(add_gumbel(full, seeds, 7), full + (-torch.log(-torch.log(counter_uniform(seeds, 7, 5000)))).float())
+
+
 def test_second_run_reads_the_cache(backend, prompts, tmp_path):
     cache = GenerationCache(tmp_path, backend.cache_key_parts())
     first, s1 = generate_with_cache(backend, prompts + prompts[:2], cache, progress=False)
@@ -84,7 +157,7 @@ def test_cache_files_are_json_and_manifest_checked(backend, prompts, tmp_path):
     cache = GenerationCache(tmp_path, backend.cache_key_parts())
     generate_with_cache(backend, prompts[:2], cache, progress=False)
     shards = list(cache.dir.glob("shard-*.jsonl"))
-    assert shards and all(json.loads(line)["k"] for s in shards for line in s.read_text().splitlines())
+    assert shards and all(json.loads(line)["k"] for s in shards for line in s.read_text(encoding="utf-8").split("\n") if line)
     manifest = json.loads((cache.dir / "manifest.json").read_text())
     assert manifest["key"] == cache.key
 

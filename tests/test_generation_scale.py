@@ -54,7 +54,7 @@ def _generate(path, out, launcher=(), timeout=300):
 
 
 def _read(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").split("\n") if line]
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_two_ranks_generate_the_same_rows_as_one(reference_run, tiny_model_dir):
     assert "[rank 0/2]" in log and "[rank 1/2]" in log
     assert _read(out) == reference
     # each rank generated its own batches: no prompt is in two shards
-    keys = [json.loads(line)["k"] for s in cache.glob("*/shard-*.jsonl") for line in s.read_text().splitlines()]
+    keys = [json.loads(line)["k"] for s in cache.glob("*/shard-*.jsonl") for line in s.read_text(encoding="utf-8").split("\n") if line]
     assert len(keys) == len(set(keys))
 
 

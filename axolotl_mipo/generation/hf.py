@@ -1,4 +1,4 @@
-"""The ``hf`` backend: batched ``model.generate`` with the model being trained.
+"""The ``hf`` backend: batched generation with the model being trained, in its own decode loop.
 
 Sampling is made independent of batching: instead of ``do_sample=True`` (one
 RNG stream shared by the whole batch, so a response depends on its neighbours),
@@ -8,6 +8,14 @@ logits. The draw is exactly a sample from the same distribution, and a prompt
 gets the same response whichever batch it lands in. That is what lets an
 interrupted run resume, several strategies share a generation, and ranks split
 the work, all producing the rows an uninterrupted single run would.
+
+The decode loop is written here rather than left to ``model.generate`` for
+speed: a row that reaches EOS leaves the batch (its KV cache rows are dropped,
+in groups, so the copy is paid rarely), instead of being carried to the end of
+the batch's longest response; the prefill computes logits for the last position
+only; and the per-step bookkeeping is a few tensor ops. The warpers are
+Transformers' own, so the distribution sampled is exactly ``generate``'s
+(a test compares the two token by token).
 """
 
 from __future__ import annotations
@@ -49,6 +57,11 @@ def _splitmix(x: torch.Tensor) -> torch.Tensor:
     return x ^ ((x >> 31) & ((1 << 33) - 1))
 
 
+def _uniform_from_bits(x: torch.Tensor) -> torch.Tensor:
+    # top 53 bits -> a double in (0, 1), never exactly 0 or 1
+    return (((x >> 11) & ((1 << 53) - 1)).to(torch.float64) + 0.5) / float(1 << 53)
+
+
 def counter_uniform(seeds: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
     """Uniform(0, 1) noise [rows, vocab] that is a pure function of (row seed, step, token id).
 
@@ -56,9 +69,29 @@ def counter_uniform(seeds: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
     row's noise is the same whichever batch (and position in it) the row is in.
     """
     idx = torch.arange(vocab, device=seeds.device, dtype=torch.int64) + step * vocab
-    x = _splitmix(seeds[:, None] + idx[None, :] * _GOLDEN)
-    # top 53 bits -> a double in (0, 1), never exactly 0 or 1
-    return (((x >> 11) & ((1 << 53) - 1)).to(torch.float64) + 0.5) / float(1 << 53)
+    return _uniform_from_bits(_splitmix(seeds[:, None] + idx[None, :] * _GOLDEN))
+
+
+def add_gumbel(scores: torch.Tensor, seeds: torch.Tensor, step: int) -> torch.Tensor:
+    """``scores`` (float32) plus the counter-based Gumbel noise of ``(seed, step, token)`` where finite.
+
+    After top-p/top-k filtering most entries are -inf and can never win the
+    argmax; the noise is computed only for the finite ones (with a 128k
+    vocabulary and top-p 0.9 that is a few dozen of 128k per row). Each value is
+    the one :func:`counter_uniform` gives for that token, so the result does not
+    depend on how much was filtered.
+    """
+    scores = scores.float()
+    finite = torch.isfinite(scores)
+    vocab = scores.shape[-1]
+    if 2 * int(finite.sum()) > finite.numel():  # mostly unfiltered: the dense form is cheaper
+        gumbel = -torch.log(-torch.log(counter_uniform(seeds, step, vocab)))
+        return torch.where(finite, scores + gumbel.to(torch.float32), scores)
+    rows, cols = finite.nonzero(as_tuple=True)
+    u = _uniform_from_bits(_splitmix(seeds[rows] + (cols + step * vocab) * _GOLDEN))
+    out = scores.clone()
+    out[rows, cols] += (-torch.log(-torch.log(u))).to(torch.float32)
+    return out
 
 
 class PerRowGumbelSampler:
@@ -77,10 +110,7 @@ class PerRowGumbelSampler:
         if self.prompt_len is None:
             self.prompt_len = input_ids.shape[1]
         step = input_ids.shape[1] - self.prompt_len
-        u = counter_uniform(self.seeds.to(scores.device), step, scores.shape[-1])
-        gumbel = -torch.log(-torch.log(u))
-        scores = scores.float()
-        return torch.where(torch.isfinite(scores), scores + gumbel.to(torch.float32), scores)
+        return add_gumbel(scores, self.seeds.to(scores.device), step)
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -177,6 +207,9 @@ class HFBackend(GenerationBackend):
         return {
             "backend": self.name,
             "sampler": "counter-gumbel-v2",
+            # v2: own decode loop (rows leave the batch at EOS); the same distribution, but floating-point
+            # sums over a different batch can flip a near-tie, so responses of v1 are not mixed in
+            "decoder": "hf-loop-v2",
             "model": self.model_id,
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
             "max_new_tokens": self.max_new_tokens,
@@ -194,7 +227,9 @@ class HFBackend(GenerationBackend):
         enc = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         return [len(x) for x in enc]
 
-    def _processors(self, prompts: Sequence[str]):
+    def _warpers(self):
+        """Transformers' logits processors for the configured sampling, in ``generate``'s order, without
+        the draw itself (the Gumbel noise, added by the loop or :class:`PerRowGumbelSampler`)."""
         from transformers import (
             LogitsProcessorList,
             RepetitionPenaltyLogitsProcessor,
@@ -212,10 +247,20 @@ class HFBackend(GenerationBackend):
                 procs.append(TopKLogitsWarper(self.top_k))
             if self.top_p < 1.0:
                 procs.append(TopPLogitsWarper(self.top_p))
-            procs.append(PerRowGumbelSampler([_prompt_seed(self.seed, p) for p in prompts], self.model.device))
         return procs
 
-    @torch.no_grad()
+    def _seeds(self, prompts: Sequence[str]) -> torch.Tensor:
+        return torch.tensor([_prompt_seed(self.seed, p) for p in prompts], dtype=torch.int64, device=self.model.device)
+
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        try:
+            return DynamicCache(config=self.model.config)
+        except TypeError:  # older signature
+            return DynamicCache()
+
+    @torch.inference_mode()
     def _generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
         tok = self.tokenizer
         old_side = tok.padding_side
@@ -224,28 +269,51 @@ class HFBackend(GenerationBackend):
             enc = tok(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
         finally:
             tok.padding_side = old_side
-        enc = {k: v.to(self.model.device) for k, v in enc.items()}
-        from transformers import GenerationConfig
-
-        gcfg = GenerationConfig(
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.pad_id,
-        )
-        out = self.model.generate(**enc, generation_config=gcfg, logits_processor=self._processors(prompts))
-        new = out[:, enc["input_ids"].shape[1] :]
-        results = []
-        for row in new.tolist():
-            n = 0
-            for t in row:
-                if t in self.eos_ids or t == self.pad_id:
-                    break
-                n += 1
-            text = tok.decode(row[:n], skip_special_tokens=True).strip()
-            results.append(GenerationResult(text, n))
-        return results
+        device = self.model.device
+        ids, att = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        n = ids.shape[0]
+        warpers = self._warpers()
+        seeds = self._seeds(prompts) if self.sample else None
+        eos = torch.tensor(self.eos_ids, dtype=torch.long, device=device)
+        cache = self._new_cache()
+        pos = (att.long().cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        seq = ids  # prompt + tokens so far, what the warpers see (only the repetition penalty reads it)
+        track_seq = self.repetition_penalty is not None and self.repetition_penalty != 1.0
+        live = torch.arange(n, device=device)  # original row of each row still in the batch
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        finished = [False] * n
+        stale = 0  # rows in the batch that already finished
+        for step in range(self.max_new_tokens):
+            scores = warpers(seq, logits.float()) if warpers else logits.float()
+            if seeds is not None:
+                scores = add_gumbel(scores, seeds[live], step)
+            nxt = scores.argmax(-1)
+            ended = torch.isin(nxt, eos) if eos.numel() else torch.zeros_like(nxt, dtype=torch.bool)
+            for r, t, e in zip(live.tolist(), nxt.tolist(), ended.tolist()):
+                if finished[r]:
+                    continue
+                if e:
+                    finished[r] = True
+                    stale += 1
+                else:
+                    tokens[r].append(t)
+            if step == self.max_new_tokens - 1 or stale == live.numel():
+                break
+            if stale and 4 * stale >= live.numel():
+                # drop finished rows from the batch; waiting for a quarter of it to finish keeps the KV copies few
+                keep = torch.tensor([not finished[r] for r in live.tolist()], device=device).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                live, att, seq, nxt = live[keep], att[keep], seq[keep], nxt[keep]
+                stale = 0
+            if track_seq:
+                seq = torch.cat([seq, nxt[:, None]], dim=1)
+            att = torch.cat([att, att.new_ones(att.shape[0], 1)], dim=1)
+            pos = att.long().sum(-1, keepdim=True) - 1
+            logits = self.model(input_ids=nxt[:, None], attention_mask=att, position_ids=pos,
+                                past_key_values=cache, use_cache=True).logits[:, -1, :]
+        return [GenerationResult(tok.decode(t, skip_special_tokens=True).strip(), len(t)) for t in tokens]
 
     def generate_batch(self, prompts: Sequence[str]) -> list[GenerationResult]:
         try:
