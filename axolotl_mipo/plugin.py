@@ -100,6 +100,18 @@ class MIPOPlugin(BasePlugin):
 
         return training_args_from_config(_as_config(cfg.get("mipo")))
 
+    # -- model ---------------------------------------------------------------
+    def pre_model_load(self, cfg):
+        # Axolotl builds the model and its LoRA adapter before the HF Trainer seeds torch, so the adapter's
+        # random init, and with it the whole run, would change between two identical runs. Seed first.
+        from transformers import set_seed
+
+        seed = cfg.get("seed")
+        if seed is None:
+            seed = _as_config(cfg.get("mipo")).seed
+        set_seed(int(seed))
+        LOG.info(f"seeded python/numpy/torch with {seed} before loading the model (top-level 'seed', else mipo.seed)")
+
     # -- data ----------------------------------------------------------------
     def load_datasets(self, cfg, preprocess: bool = False):
         from axolotl.common.datasets import TrainDatasetMeta

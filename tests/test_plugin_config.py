@@ -143,3 +143,23 @@ def test_example_configs_validate(name, tmp_path, tiny_model_dir):
     PluginManager.get_instance().plugins.clear()
     out = load_cfg(str(path))
     assert out.mipo["generation"]["temperature"] == 0.1
+
+
+@pytest.mark.parametrize("top_level_seed, expected", [(7, 7), (None, 123)])
+def test_pre_model_load_seeds_torch_so_adapter_init_repeats(top_level_seed, expected):
+    """Axolotl inits the LoRA adapter before the Trainer seeds torch: the plugin seeds first."""
+    import torch
+    from axolotl.utils.dict import DictDefault
+
+    from axolotl_mipo.plugin import MIPOPlugin
+
+    cfg = DictDefault({"seed": top_level_seed, "mipo": {"datasets": [{"path": "x.jsonl"}], "seed": 123}})
+    plugin = MIPOPlugin()
+    draws = []
+    for _ in range(2):
+        torch.rand(5)  # whatever ran before
+        plugin.pre_model_load(cfg)
+        draws.append(torch.nn.Linear(8, 4).weight.detach().clone())  # how a LoRA A matrix is initialised
+    assert torch.equal(draws[0], draws[1])
+    torch.manual_seed(expected)
+    assert torch.equal(torch.nn.Linear(8, 4).weight, draws[0])
