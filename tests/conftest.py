@@ -1,10 +1,16 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +29,44 @@ def tiny_model_and_tokenizer(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model.eval()
     return model, tok
+
+
+@pytest.fixture(scope="session")
+def axolotl_cli():
+    """Run the real ``axolotl`` CLI of this environment; returns its log, failing the test on a non-zero exit."""
+
+    def run(args, cwd, timeout=600):
+        env = dict(os.environ)
+        # `axolotl train` re-launches itself through `accelerate`, which must be on PATH
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        proc = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "axolotl"), *args],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        )
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-6000:]
+        return log
+
+    return run
+
+
+@pytest.fixture()
+def tiny_mipo_config(tmp_path, tiny_model_dir):
+    """Write ``example_configs/mipo-tiny-cpu.yml`` for the tiny model into ``tmp_path`` (2 steps, 12 new
+    tokens); keyword arguments update the ``mipo:`` block. Returns the YAML's path."""
+
+    def make(**mipo):
+        cfg = yaml.safe_load((REPO / "example_configs" / "mipo-tiny-cpu.yml").read_text())
+        cfg["base_model"] = str(tiny_model_dir)
+        cfg["output_dir"] = str(tmp_path / "out")
+        cfg["dataset_prepared_path"] = str(tmp_path / "prepared")
+        cfg["mipo"]["datasets"][0]["path"] = str(REPO / "example_configs" / "data" / "personas.jsonl")
+        cfg["mipo"]["generation"]["max_new_tokens"] = 12
+        cfg["mipo"].update(mipo)
+        cfg["max_steps"] = 2
+        path = tmp_path / "cfg.yml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    return make

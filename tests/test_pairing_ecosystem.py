@@ -12,7 +12,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -518,37 +517,10 @@ def test_weighted_list_survives_axolotls_config_loading(tmp_path, tiny_model_dir
 
 # -- end to end: the example package's strategy, by name, from a YAML -------------------------------
 
-def _run(args, cwd, timeout=600):
-    env = dict(os.environ)
-    # `axolotl train` re-launches itself through `accelerate`, which must be on PATH
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "axolotl"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-6000:]
-    return log
-
-
-def _config(tmp_path, tiny_model_dir, **mipo):
-    cfg = yaml.safe_load((REPO / "example_configs" / "mipo-tiny-cpu.yml").read_text())
-    cfg["base_model"] = str(tiny_model_dir)
-    cfg["output_dir"] = str(tmp_path / "out")
-    cfg["dataset_prepared_path"] = str(tmp_path / "prepared")
-    cfg["mipo"]["datasets"][0]["path"] = str(REPO / "example_configs" / "data" / "personas.jsonl")
-    cfg["mipo"]["generation"]["max_new_tokens"] = 12
-    cfg["mipo"].update(mipo)
-    cfg["max_steps"] = 2
-    path = tmp_path / "cfg.yml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.mark.e2e
-def test_example_package_strategy_trains_by_its_entry_point_name(example_package, tmp_path, tiny_model_dir):
-    path = _config(tmp_path, tiny_model_dir, strategy="shuffled_query")
-    log = _run(["train", str(path)], cwd=tmp_path)
+def test_example_package_strategy_trains_by_its_entry_point_name(example_package, tmp_path, tiny_mipo_config,
+                                                                 axolotl_cli):
+    path = tiny_mipo_config(strategy="shuffled_query")
+    log = axolotl_cli(["train", str(path)], cwd=tmp_path)
     assert "pairing strategy 'shuffled_query'" in log, log[-3000:]
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
