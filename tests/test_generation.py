@@ -61,8 +61,10 @@ def test_greedy_matches_plain_generate(tiny_model_and_tokenizer, prompts, tiny_m
     {"temperature": 1.0, "top_p": 1.0, "top_k": 50, "repetition_penalty": 1.3},
     {"temperature": 0.0},
 ])
-def test_decode_loop_matches_transformers_generate(tiny_model_and_tokenizer, prompts, sampling):
-    """The backend's own loop (rows leave the batch at EOS) vs ``model.generate`` with the same warpers and
+@pytest.mark.parametrize("split_prefill", [False, True])
+def test_decode_loop_matches_transformers_generate(tiny_model_and_tokenizer, prompts, sampling, split_prefill):
+    """The backend's own loop (rows leave the batch at EOS; with ``split_prefill`` the prompts are prefilled
+    in groups of similar length and their KV caches spliced) vs ``model.generate`` with the same warpers and
     per-row noise, token by token, on a batch of mixed lengths where some rows stop early."""
     import torch
 
@@ -71,6 +73,12 @@ def test_decode_loop_matches_transformers_generate(tiny_model_and_tokenizer, pro
     model, tok = tiny_model_and_tokenizer
     prompts = prompts + [p.replace("jazz", "long walks by the sea") for p in prompts]
     b = HFBackend(model, tok, model_id={}, max_new_tokens=12, batch_size=8, seed=5, **sampling)
+    if split_prefill:
+        b.prefill_min_rows, b.prefill_split_ratio = 1, 1.0  # a group per distinct prompt length
+        lengths = sorted((len(tok(p, add_special_tokens=False).input_ids) for p in prompts), reverse=True)
+        assert len(b._prefill_groups(lengths)) >= 3
+    else:
+        b.prefill_min_rows = 10**6  # one group: the batch padded to its longest prompt
 
     def reference(eos_ids):
         tok.padding_side = "left"
