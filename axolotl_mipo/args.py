@@ -85,6 +85,29 @@ class MIPOGenerationConfig(_Strict):
         return self
 
 
+class MIPOSummaryConfig(_Strict):
+    """POPI preference summaries (``context_builder: preference_summary``)."""
+
+    max_new_tokens: int = Field(default=128, ge=1, description="tokens the model may write per summary")
+    max_words: int = Field(default=60, ge=1, description="the length the prompt asks for ({max_words})")
+    template: str | None = Field(
+        default=None,
+        description="the summary prompt, with {history} and optionally {max_words}; default: "
+        "axolotl_mipo.data.summary.DEFAULT_TEMPLATE",
+    )
+    report_rows: int = Field(
+        default=32, ge=0, description="rows sampled to compare the MI of summary- vs history-conditioned "
+        "responses (hf backend; 0 = off)"
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _has_history(cls, v: str | None) -> str | None:
+        if v is not None and "{history}" not in v:
+            raise ValueError("mipo.summary.template must contain '{history}'")
+        return v
+
+
 class StrategyWeight(_Strict):
     """One entry of a weighted list of pairing strategies (``mipo.strategy: [{name, weight, kwargs}]``)."""
 
@@ -132,6 +155,12 @@ class MIPOConfig(_Strict):
     )
     regenerate: bool = Field(default=False, description="ignore the cache and generate again")
     generation: MIPOGenerationConfig = Field(default_factory=MIPOGenerationConfig)
+    context_builder: Literal["none", "preference_summary"] = Field(
+        default="none",
+        description="preference_summary: replace each user context (a long history) by a short summary of the "
+        "user's preferences that the model writes (POPI), before any pairing",
+    )
+    summary: MIPOSummaryConfig = Field(default_factory=MIPOSummaryConfig)
     val_fraction: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction of pairs held out for eval")
     on_bad_row: Literal["raise", "skip"] = Field(
         default="raise",
@@ -224,6 +253,13 @@ class MIPOConfig(_Strict):
                         "'prompt' (no context); use format context_query or messages, or strategy "
                         "mismatched_prompt"
                     )
+        if self.context_builder == "preference_summary":
+            bad = [i for i, d in enumerate(self.datasets) if d.format == "prompt"]
+            if bad:
+                raise ValueError(
+                    f"mipo.context_builder preference_summary summarizes each row's user context (history), but "
+                    f"mipo.datasets[{bad[0]}].format is 'prompt' (no context); use format context_query or messages"
+                )
         if "perce" in self.loss and any(d.format == "prompt" for d in self.datasets):
             raise ValueError(
                 "mipo.loss perce weights tokens by their dependence on the user context, but a dataset has "

@@ -17,6 +17,7 @@ import shutil
 from axolotl_mipo.data.builder import BuildStats, build_preference_rows
 from axolotl_mipo.data.prompts import PromptFormat
 from axolotl_mipo.data.rows import load_examples
+from axolotl_mipo.data.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts, write_report
 from axolotl_mipo.generation import backend_from_config
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.generation.distributed import dist_info
@@ -44,19 +45,37 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
     world, rank = state.world_size, state.rank
     sharded = world > 1 and mipo_cfg.generation.backend != "vllm"
 
+    max_prompt_tokens = mipo_cfg.generation.max_prompt_tokens or cfg.get("sequence_len")
+    fmt = PromptFormat.from_config(mipo_cfg)
+
     def run(gen_kwargs: dict):
         backend = backend_from_config(cfg, mipo_cfg, tokenizer)
         try:
             cache = GenerationCache(cache_root(cfg, mipo_cfg), backend.cache_key_parts())
-            return build_preference_rows(
-                examples, strategy, backend, cache, tokenizer,
-                fmt=PromptFormat.from_config(mipo_cfg),
+            rows_in, report = examples, None
+            if mipo_cfg.context_builder == "preference_summary":
+                rows_in, report = summarize_contexts(
+                    examples, backend, cache_root(cfg, mipo_cfg), tokenizer,
+                    max_new_tokens=mipo_cfg.summary.max_new_tokens, max_words=mipo_cfg.summary.max_words,
+                    template=mipo_cfg.summary.template or DEFAULT_TEMPLATE, max_prompt_tokens=max_prompt_tokens,
+                    progress=progress and (sharded or rank == 0), gen_kwargs=gen_kwargs,
+                )
+            built = build_preference_rows(
+                rows_in, strategy, backend, cache, tokenizer,
+                fmt=fmt,
                 seed=mipo_cfg.seed,
-                max_prompt_tokens=mipo_cfg.generation.max_prompt_tokens or cfg.get("sequence_len"),
+                max_prompt_tokens=max_prompt_tokens,
                 progress=progress and (sharded or rank == 0),
                 gen_kwargs=gen_kwargs,
                 long_prompt=mipo_cfg.long_prompt or ("skip" if mipo_cfg.on_bad_row == "skip" else "raise"),
             )
+            if report is not None:
+                mi_summary_vs_history(rows_in, backend, cache, tokenizer, fmt, report,
+                                      rows=mipo_cfg.summary.report_rows, seed=mipo_cfg.seed, gen_kwargs=gen_kwargs)
+                LOG.info(report.summary())
+                if rank == 0:
+                    LOG.info(f"preference_summary: report written to {write_report(report, cache.dir)}")
+            return built
         finally:
             backend.close()
 

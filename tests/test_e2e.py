@@ -40,3 +40,18 @@ def test_loss_hooks_through_axolotl_train(tmp_path, tiny_mipo_config, axolotl_cl
     for m in metrics:
         assert f"'{m}'" in log, f"{m} missing from the training log"
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
+def test_preference_summary_through_axolotl_train(tmp_path, tiny_mipo_config, axolotl_cli):
+    """POPI: contexts summarized by the model, cached, used by the pairing strategy; the report is written."""
+    import json
+
+    path = tiny_mipo_config(context_builder="preference_summary", summary={"max_new_tokens": 8, "report_rows": 4})
+    log = axolotl_cli(["train", str(path)], cwd=tmp_path)
+    assert "preference_summary: summarizing 8 distinct contexts" in log, log[-3000:]
+    assert "history/summary length" in log and "per-token MI of responses on 4 rows" in log
+    reports = list((tmp_path / "prepared" / "mipo_cache").glob("*/preference_summary_report.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report["contexts"] == 8 and report["mi_rows"] == 4 and report["summary_tokens_mean"] > 0
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
