@@ -29,13 +29,14 @@ How it measures:
   (RMiPO) or the prompt without context plus the response (PerCE), so the
   ratios depend on how a sequence splits into prompt and response
   (``--prompt-frac``, default 0.5: user context + query as long as the response).
-* Results (this VM, 1 torch thread, prompt 243 / response 269 tokens,
+* Results (this idle VM, 1 torch thread, prompt 243 / response 269 tokens,
   CPU-time ratios, the "cpu" model, three runs): RMiPO reference-free
-  0.84-0.86x DPO; RMiPO DPO form 1.10-1.15x (PMI from the policy) and
+  0.83-0.86x DPO; RMiPO DPO form 1.10-1.15x (PMI from the policy) and
   0.96-1.13x DPO-precomputed (``rmipo_pmi_from: reference``); PerCE from the
-  policy 1.10-1.23x; PerCE from precomputed reference weights 0.96-1.10x
-  DPO-precomputed; RMiPO+PerCE 0.96-1.02x. The README has the table. The DPO
-  form's extra cost with PMI from the policy is its response-alone forward.
+  policy 1.04-1.23x; PerCE from precomputed reference weights 0.95-1.10x
+  DPO-precomputed; RMiPO+PerCE 0.89-1.02x. The README has the table, tiny
+  model included. The DPO form's extra cost with PMI from the policy is its
+  response-alone forward.
 * Memory: a second pass samples glibc's count of live malloc'd bytes
   (``mallinfo2``: in-use arena bytes + mmapped bytes) every 0.2 ms in a thread
   while one step runs, and reports the peak minus the value just before the
