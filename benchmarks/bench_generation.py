@@ -89,7 +89,7 @@ def _real_tokens(new: torch.Tensor) -> int:
 def run_naive(model, tok, prompts, max_new):
     n = 0
     for p in prompts:
-        ids = tok(p, add_special_tokens=False, return_tensors="pt")
+        ids = tok(p, add_special_tokens=False, return_tensors="pt").to(model.device)
         out = model.generate(**ids, **_sample_kwargs(max_new, tok.pad_token_id))
         n += _real_tokens(out[:, ids["input_ids"].shape[1]:])
     return n
@@ -100,7 +100,7 @@ def run_plain(model, tok, prompts, max_new, bs=16):
     n = 0
     tok.padding_side = "left"
     for i in range(0, len(prompts), bs):
-        enc = tok(prompts[i : i + bs], add_special_tokens=False, padding=True, return_tensors="pt")
+        enc = tok(prompts[i : i + bs], add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
         out = model.generate(**enc, **_sample_kwargs(max_new, tok.pad_token_id))
         n += _real_tokens(out[:, enc["input_ids"].shape[1]:])
     return n
@@ -118,9 +118,39 @@ def run_hf(model, tok, prompts, max_new, bs=16):
 def frequent_token(model, tok, prompts, max_new) -> int:
     """The token this model samples most often on these prompts (the stand-in EOS of the EOS prompt set)."""
     tok.padding_side = "left"
-    enc = tok(prompts[:16], add_special_tokens=False, padding=True, return_tensors="pt")
+    enc = tok(prompts[:16], add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
     out = model.generate(**enc, **_sample_kwargs(max_new, tok.pad_token_id))
     return int(torch.mode(out[:, enc["input_ids"].shape[1]:].flatten()).values)
+
+
+def vllm_compare(path, tok, prompts, max_new, rounds, hf_model):
+    """tokens/s of raw ``vllm.LLM.generate``, of the ``vllm`` backend, and of the ``hf`` backend, same prompts."""
+    try:
+        import vllm
+    except ImportError:
+        print("vLLM comparison skipped: vllm is not installed (pip install 'axolotl-mipo[vllm]'; GPU only)")
+        return None
+    from axolotl_mipo.generation.vllm import VLLMBackend
+
+    llm = vllm.LLM(model=path, seed=0, gpu_memory_utilization=0.4)
+    backend = VLLMBackend(llm, tok, model_id={}, max_new_tokens=max_new, temperature=0.7, top_p=0.9,
+                          batch_size=len(prompts))
+    token_prompts = [{"prompt_token_ids": tok(p, add_special_tokens=False).input_ids} for p in prompts]
+
+    def raw(*_):
+        params = vllm.SamplingParams(max_tokens=max_new, temperature=0.7, top_p=0.9, seed=0)
+        outs = llm.generate(token_prompts, params, use_tqdm=False)
+        return sum(len(o.outputs[0].token_ids) for o in outs)
+
+    def ours(*_):
+        with tempfile.TemporaryDirectory() as d:
+            _, stats = generate_with_cache(backend, prompts, GenerationCache(d, {"bench": time.time()}),
+                                           progress=False)
+        return stats.tokens
+
+    tps = bench(hf_model, tok, prompts, max_new, rounds, {"raw_vllm": raw, "vllm": ours, "hf": run_hf})
+    del llm, backend
+    return tps
 
 
 def bench(model, tok, prompts, max_new, rounds, methods):
@@ -141,6 +171,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer prompts and rounds (a smoke run)")
     ap.add_argument("--vllm", action="store_true", help="also compare with vLLM (GPU only)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,14 +184,14 @@ def main() -> None:
     n = 16 if args.quick else 48
     rounds = 1 if args.quick else 3
     max_new = 16 if args.quick else 32
-    rows = []
+    rows, vllm_rows = [], []
     with tempfile.TemporaryDirectory() as d:
         for label, spec in models.items():
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             path = build_tiny_model(os.path.join(d, label.split()[0]), spec)
             tok = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path).eval()
+            model = AutoModelForCausalLM.from_pretrained(path).to(args.device).eval()
             mixed = [32, 64, 96, 128, 160, 192, 224, 256]
             for shape, lengths in {"equal lengths (128)": [128], "mixed lengths (32-256)": mixed,
                                    "mixed lengths, EOS": mixed}.items():
@@ -177,14 +208,24 @@ def main() -> None:
                 ratio = tps["hf"] / tps["plain"]
                 extra = f"; plain/naive {tps['plain'] / tps['naive']:.2f}x" if "naive" in tps else ""
                 print(f"{label:34s} {shape:24s} {line}; hf/plain {ratio:.2f}x{extra}", flush=True)
+            if args.vllm:
+                STOP["eos"] = -1
+                prompts = make_prompts(tok, n, mixed, seed=1)
+                tps = vllm_compare(path, tok, prompts, max_new, rounds, model)
+                if tps:
+                    vllm_rows.append((label, tps))
+                    print(f"{label:34s} {'mixed lengths, vLLM':24s} "
+                          + ", ".join(f"{m} {v:.0f} tok/s" for m, v in tps.items()), flush=True)
             del model
     print("\ntargets: hf/plain >= 1.0x on equal lengths, >= 1.3x on mixed lengths")
     for label, shape, tps in rows:
         target = 1.0 if "equal" in shape else 1.3
         r = tps["hf"] / tps["plain"]
         print(f"  {label:34s} {shape:24s} hf/plain {r:.2f}x  {'OK' if r >= target else 'MISSED'} (target {target}x)")
-    if args.vllm:
-        print("vLLM comparison: run on a GPU machine with vllm installed (see the docstring); not run here.")
+    for label, tps in vllm_rows:
+        r = tps["vllm"] / tps["raw_vllm"]
+        print(f"  {label:34s} vllm backend / raw vLLM {r:.2f}x  {'OK' if r >= 0.9 else 'MISSED'} (target 0.9x); "
+              f"hf / vllm backend {tps['hf'] / tps['vllm']:.2f}x")
 
 
 if __name__ == "__main__":
