@@ -70,3 +70,22 @@ def tiny_mipo_config(tmp_path, tiny_model_dir):
         return path
 
     return make
+
+
+@pytest.fixture()
+def context_blind_model(tiny_model_and_tokenizer):
+    """A bigram "model" over the tiny tokenizer: logits depend on the current token only, so nothing before
+    the response (the user context) can change any score."""
+    import torch
+    from types import SimpleNamespace
+
+    class Bigram(torch.nn.Module):
+        def __init__(self, vocab: int):
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=g))
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+            return SimpleNamespace(logits=self.table[input_ids])
+
+    return Bigram(len(tiny_model_and_tokenizer[1]))

@@ -8,7 +8,6 @@ import math
 import random
 
 import pytest
-import torch
 import yaml
 
 from axolotl_mipo.evaluation import metrics as M
@@ -85,24 +84,10 @@ def test_k_larger_than_the_contexts_is_skipped_with_a_note(tiny_model_and_tokeni
 # ------------------------------------------------------- context-blind model
 
 
-class _Bigram(torch.nn.Module):
-    """Logits depend on the current token only: the context cannot change any score."""
-
-    def __init__(self, vocab: int):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=g))
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(logits=self.table[input_ids])
-
-
 @pytest.mark.parametrize("ks", [(2, 4, 8), (3, 5)])
-def test_context_blind_model_identifies_at_chance(tiny_model_and_tokenizer, ks):
+def test_context_blind_model_identifies_at_chance(tiny_model_and_tokenizer, context_blind_model, ks):
     _, tok = tiny_model_and_tokenizer
-    blind = _Bigram(len(tok))
+    blind = context_blind_model
     ex = _examples(_rows(10, 2, seed=4))
     cands, truth, cols = _nested_candidates([e.context for e in ex], ks, seed=0)
     scores = context_score_matrix(blind, tok, ex, None, cands, batch_size=16)

@@ -204,23 +204,9 @@ def test_scoring_restores_training_mode(tiny_model_and_tokenizer):
         model.eval()
 
 
-class _Bigram(torch.nn.Module):
-    """Logits depend on the current token only, so nothing before the response (the context) matters."""
-
-    def __init__(self, vocab: int):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=g))
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(logits=self.table[input_ids])
-
-
-def test_context_blind_model_has_zero_mi_and_chance_accuracy(tiny_model_and_tokenizer):
+def test_context_blind_model_has_zero_mi_and_chance_accuracy(tiny_model_and_tokenizer, context_blind_model):
     _, tok = tiny_model_and_tokenizer
-    blind = _Bigram(len(tok))
+    blind = context_blind_model
     rows = S.make_task(n_users=6, queries_per_user=2, seed=1)
     examples = S.to_examples(rows)
     with_c, without_c = conditional_logprobs(blind, tok, examples, batch_size=4)
