@@ -287,29 +287,24 @@ class HFBackend(GenerationBackend):
         from transformers.cache_utils import DynamicLayer
 
         extra = {"logits_to_keep": 1} if self._keeps_last_logits() else {}
+        cache = self._new_cache()
         groups = self._prefill_groups(lengths)
+        layers = getattr(cache, "layers", [])
+        if len(groups) == 1 or not layers or not all(type(layer) is DynamicLayer for layer in layers):
+            # one group, or sliding-window / other special layers that are not spliced: the batch as one
+            groups = [(0, len(lengths))]
         parts = []
         for start, end in groups:
-            width = lengths[start]
+            width = lengths[start] if len(groups) > 1 else ids.shape[1]
             sub_ids, sub_att = ids[start:end, ids.shape[1] - width:], att[start:end, att.shape[1] - width:]
-            cache = self._new_cache()
+            sub_cache = cache if start == 0 else self._new_cache()
             pos = (sub_att.long().cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=sub_ids, attention_mask=sub_att, position_ids=pos, past_key_values=cache,
+            out = self.model(input_ids=sub_ids, attention_mask=sub_att, position_ids=pos, past_key_values=sub_cache,
                              use_cache=True, **extra)
-            parts.append((cache, width, out.logits[:, -1, :]))
-            if len(groups) > 1 and not all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None])):
-                # sliding-window or other special caches: do not splice them, prefill the batch as one
-                groups, parts = [(0, len(lengths))], []
-                break
-        if not parts:
-            cache = self._new_cache()
-            pos = (att.long().cumsum(-1) - 1).clamp(min=0)
-            out = self.model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache,
-                             use_cache=True, **extra)
-            return cache, out.logits[:, -1, :]
+            parts.append((sub_cache, width, out.logits[:, -1, :]))
         if len(parts) == 1:
-            return parts[0][0], parts[0][2]
-        cache, full = parts[0][0], parts[0][1]
+            return cache, parts[0][2]
+        full = parts[0][1]
         for i, layer in enumerate(cache.layers):
             for name in ("keys", "values"):
                 setattr(layer, name, torch.cat(
