@@ -78,12 +78,12 @@ def summary_prompt(tokenizer, history: str, template: str, max_words: int) -> st
                                                                                  max_words=max_words)}])
 
 
-def _fit_history(tokenizer, history: str, template: str, max_words: int, limit: int | None) -> tuple[str, bool]:
-    """The history, cut from the front (the most recent part is kept) so that its prompt fits ``limit``."""
+def _fit_history(tokenizer, history: str, ids: list[int], template: str, max_words: int, limit: int | None,
+                 overhead: int) -> tuple[str, bool]:
+    """The history (token ``ids``), cut from the front (the most recent part is kept) so that its prompt fits
+    ``limit``; ``overhead`` is the prompt's length with an empty history."""
     if not limit:
         return history, False
-    overhead = len(tokenizer(summary_prompt(tokenizer, "", template, max_words), add_special_tokens=False)["input_ids"])
-    ids = tokenizer(history, add_special_tokens=False)["input_ids"]
     room = limit - overhead
     if len(ids) <= room:
         return history, False
@@ -126,9 +126,14 @@ def summarize_contexts(
                               "a dataset has format 'prompt'")
     histories = list(dict.fromkeys(ex.context for ex in examples))
     report = SummaryReport(contexts=len(histories))
+    def n_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    history_ids = {h: tokenizer(h, add_special_tokens=False)["input_ids"] for h in histories}
+    overhead = n_tokens(summary_prompt(tokenizer, "", template, max_words)) if max_prompt_tokens else 0
     prompts = {}
     for h in histories:
-        fitted, cut = _fit_history(tokenizer, h, template, max_words, max_prompt_tokens)
+        fitted, cut = _fit_history(tokenizer, h, history_ids[h], template, max_words, max_prompt_tokens, overhead)
         report.truncated_histories += int(cut)
         prompts[h] = summary_prompt(tokenizer, fitted, template, max_words)
 
@@ -151,10 +156,7 @@ def summarize_contexts(
             text = h
         summaries[h] = text
 
-    def n_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    h_tok = [n_tokens(h) for h in histories]
+    h_tok = [len(history_ids[h]) for h in histories]
     s_tok = [n_tokens(summaries[h]) for h in histories]
     report.history_tokens_mean = sum(h_tok) / max(len(h_tok), 1)
     report.summary_tokens_mean = sum(s_tok) / max(len(s_tok), 1)
