@@ -248,6 +248,11 @@ class MIPOLossSettings:
         return self.uses_perce and self.perce_weights_from == "reference"
 
     @property
+    def ref_extras(self) -> bool:
+        """Precomputing reference data also computes PerCE weights or RMiPO PMIs (beyond TRL's sums)."""
+        return self.ref_weights or self.ref_pmi
+
+    @property
     def policy_weights(self) -> bool:
         return self.uses_perce and self.perce_weights_from == "policy"
 
@@ -490,10 +495,10 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         s = self._mipo
         if s.loss == "dpo":
             return super()._precompute_ref_logps(dataset, name, batch_size)
-        if not s.needs_reference and not s.ref_weights and not s.ref_pmi:
+        if not s.needs_reference and not s.ref_extras:
             LOG.info("mipo.loss %s (%s form) uses no reference model: nothing to precompute", s.loss, s.rmipo_form)
             return dataset
-        if not s.needs_ref_tokens and not s.ref_weights and not s.ref_pmi:
+        if not s.needs_ref_tokens and not s.ref_extras:
             return super()._precompute_ref_logps(dataset, name, batch_size)
         return self._mipo_precompute(dataset, name, batch_size)
 
