@@ -25,6 +25,7 @@ import numpy as np
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.pairing import get_strategy
 from axolotl_mipo.pairing.nearest import MiniLMEmbedder, minilm_available, nearest_neighbors
+from bench_pairing import time_pairing  # this folder is on sys.path when the script runs
 
 AGES = ["young", "retired", "middle-aged", "teenage", "elderly", "thirty-something"]
 JOBS = ["nurse", "teacher", "software engineer", "farmer", "chef", "lawyer", "student", "pilot", "plumber",
@@ -79,19 +80,11 @@ def bench_strategy(contexts: list[str], embedder: str, seed: int) -> dict[str, f
 
     strategy.embedder.embed = embed
     c0 = time.process_time()
-    t0 = time.perf_counter()
-    strategy.validate(rows)
-    t1 = time.perf_counter()
-    requests = strategy.requests(rows, seed)
-    t2 = time.perf_counter()
-    responses = {r: f"response {r.row} {r.context is None}" for r in dict.fromkeys(requests)}
-    t3 = time.perf_counter()
-    pairs = strategy.pair(rows, responses, seed)
-    t4 = time.perf_counter()
+    pairs, t = time_pairing(strategy, rows, seed, lambda r: f"response {r.row} {r.context is None}")
+    cpu = time.process_time() - c0
     assert len(pairs) == len(rows) and all(p.rejected.context != p.prompt_context for p in pairs)
-    total = (t2 - t0) + (t4 - t3)
-    return {"validate": t1 - t0, "embed": timed["embed"], "search+plan": (t2 - t1) - timed["embed"],
-            "pair": t4 - t3, "total": total, "cpu (all threads)": time.process_time() - c0}
+    return {"validate": t["validate"], "embed": timed["embed"], "search+plan": t["requests"] - timed["embed"],
+            "pair": t["pair"], "total": t["total"], "cpu (all threads)": cpu}
 
 
 def main() -> None:

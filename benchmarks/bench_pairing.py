@@ -25,20 +25,29 @@ def synthetic_rows(n: int) -> list[Example]:
     ]
 
 
-def bench(name: str, examples: list[Example], seed: int) -> dict[str, float]:
-    strategy = get_strategy(name)
+def time_pairing(strategy, examples: list[Example], seed: int, respond) -> tuple[list, dict[str, float]]:
+    """Run ``strategy`` on ``examples`` with fake responses ``respond(request)``: ``(pairs, seconds per phase)``.
+
+    Making the fake responses is not timed (in a run, that is generation).
+    """
     t0 = time.perf_counter()
     strategy.validate(examples)
     t1 = time.perf_counter()
     requests = strategy.requests(examples, seed)
     t2 = time.perf_counter()
-    # a few distinct texts repeat on purpose: identical responses are a constraint of mismatched_prompt
-    responses = {r: f"response {r.row % 200_000} / {r.context is None}" for r in dict.fromkeys(requests)}
+    responses = {r: respond(r) for r in dict.fromkeys(requests)}
     t3 = time.perf_counter()
     pairs = strategy.pair(examples, responses, seed)
     t4 = time.perf_counter()
+    return pairs, {"validate": t1 - t0, "requests": t2 - t1, "pair": t4 - t3, "total": (t2 - t0) + (t4 - t3)}
+
+
+def bench(name: str, examples: list[Example], seed: int) -> dict[str, float]:
+    # a few distinct texts repeat on purpose: identical responses are a constraint of mismatched_prompt
+    pairs, times = time_pairing(get_strategy(name), examples, seed,
+                                lambda r: f"response {r.row % 200_000} / {r.context is None}")
     assert len(pairs) == len(examples)
-    return {"validate": t1 - t0, "requests": t2 - t1, "pair": t4 - t3, "total": (t2 - t0) + (t4 - t3)}
+    return times
 
 
 def main() -> None:
