@@ -1,6 +1,6 @@
 """Generation throughput: naive one-at-a-time vs a plain batched ``model.generate`` vs the ``hf`` backend.
 
-    python benchmarks/bench_generation.py [--quick]
+    python benchmarks/bench_generation.py [--quick] [--prompts N] [--sets equal,mixed,eos] [--vllm]
 
 For each model (the tiny test model, and a CPU-sized Llama: hidden 512, 8
 layers) and each prompt set (equal lengths; mixed lengths spread 1x-8x, as user
@@ -10,10 +10,11 @@ round so that machine noise hits them alike:
 * ``naive``  — one prompt at a time, ``model.generate``;
 * ``plain``  — the prompts in input order, batches of 16, left-padded ``model.generate``;
 * ``hf``     — ``HFBackend`` through ``generate_with_cache`` (length-sorted
-  batches of 16, per-prompt seeded sampling), with an empty cache each round.
+  batches: the longest has 16 rows and sets the token budget the shorter ones
+  fill, per-prompt seeded sampling), with an empty cache each round.
 
-All three sample with the same settings (temperature 0.7, top-p 0.9) and the
-same ``max_new_tokens``. In the first two prompt sets EOS is disabled, so every
+All three sample with the same settings (temperature 0.7, top-p 0.9, no top-k)
+and the same ``max_new_tokens``. In the first two prompt sets EOS is disabled, so every
 method generates the same number of tokens and tokens/s compare like for like.
 Prints tokens/s (median over rounds) and the ratios the targets refer to:
 hf / plain >= 1.0 on equal lengths and >= 1.3 on mixed lengths; plain / naive
@@ -23,8 +24,13 @@ A third set, "mixed lengths, EOS", lets responses end at different lengths, as
 a real model's do: a batched ``generate`` keeps a finished row in the batch
 until its longest neighbour ends, while the ``hf`` backend drops it. The
 randomly initialised test models practically never sample their EOS token, so
-the token these models sample most often stands in for it (the same for all
-methods); tokens/s counts only the tokens before it.
+the tokens these models sample most often, as many as make up 1/16 of their
+samples, stand in for it (the same for all methods); tokens/s counts only the
+tokens before the first of them.
+
+The default 48 prompts are 3 plain batches, too few for the token budget to
+form fewer batches than plain batching does; ``--prompts 192 --sets mixed``
+shows what it gains on a longer run (a real one has thousands of rows).
 
 With ``--vllm`` on a GPU machine it also times raw ``vllm.LLM.generate`` and the
 ``vllm`` backend on the same prompts (target >= 0.9x raw vLLM) and hf against vllm.
@@ -70,17 +76,18 @@ def make_prompts(tok, n: int, lengths: list[int], seed: int) -> list[str]:
     return prompts
 
 
-STOP = {"eos": -1}  # -1 never matches: every method generates exactly max_new tokens
+STOP = {"eos": [-1]}  # -1 never matches: every method generates exactly max_new tokens
 
 
 def _sample_kwargs(max_new, pad_id):
-    return dict(max_new_tokens=max_new, do_sample=True, temperature=0.7, top_p=0.9, pad_token_id=pad_id,
+    # top_k=0: generate() otherwise adds its default top-k of 50, which the hf backend (top_k unset) does not
+    return dict(max_new_tokens=max_new, do_sample=True, temperature=0.7, top_p=0.9, top_k=0, pad_token_id=pad_id,
                 eos_token_id=STOP["eos"])
 
 
 def _real_tokens(new: torch.Tensor) -> int:
     """Tokens before each row's first stop token (all of them when it never stops)."""
-    stop = new == STOP["eos"]
+    stop = torch.isin(new, torch.tensor(STOP["eos"], device=new.device))
     first = torch.where(stop.any(1), stop.int().argmax(1), torch.full_like(stop[:, 0], new.shape[1], dtype=torch.long))
     return int(first.sum())
 
@@ -108,19 +115,30 @@ def run_plain(model, tok, prompts, max_new, bs=16):
 
 def run_hf(model, tok, prompts, max_new, bs=16):
     backend = HFBackend(model, tok, model_id={}, max_new_tokens=max_new, temperature=0.7, top_p=0.9, batch_size=bs)
-    backend.eos_ids = [STOP["eos"]]  # the same stop token as the others
+    backend.eos_ids = list(STOP["eos"])  # the same stop tokens as the others
     with tempfile.TemporaryDirectory() as d:
         _, stats = generate_with_cache(backend, prompts, GenerationCache(d, {"bench": time.time()}), progress=False)
     return stats.tokens
 
 
 @torch.no_grad()
-def frequent_token(model, tok, prompts, max_new) -> int:
-    """The token this model samples most often on these prompts (the stand-in EOS of the EOS prompt set)."""
+def stop_tokens(model, tok, prompts, max_new, rate: float = 1 / 16) -> list[int]:
+    """The tokens this model samples most often on these prompts, as many as make up ``rate`` of its samples.
+
+    They stand in for EOS in the EOS prompt set: a stop chance of about 1/16 per token spreads response
+    lengths from 1 to ``max_new`` (mean about 12 of 32), as a real model's answers vary.
+    """
     tok.padding_side = "left"
     enc = tok(prompts[:16], add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
     out = model.generate(**enc, **_sample_kwargs(max_new, tok.pad_token_id))
-    return int(torch.mode(out[:, enc["input_ids"].shape[1]:].flatten()).values)
+    # the sampling distribution averaged over the generated positions, not sample counts: with a flat
+    # distribution the most frequent tokens of a small sample are mostly luck, and would stop far less often
+    att = torch.cat([enc["attention_mask"], torch.ones_like(out[:, enc["input_ids"].shape[1]:])], dim=1)
+    logits = model(input_ids=out, attention_mask=att).logits[:, enc["input_ids"].shape[1] - 1 : -1]
+    mean = torch.softmax(logits.double() / 0.7, -1).mean((0, 1))
+    probs, ids = mean.sort(descending=True)
+    k = int((probs.cumsum(0) < rate).sum()) + 1  # the fewest most likely tokens reaching the rate
+    return ids[:k].tolist()
 
 
 def vllm_compare(path, tok, prompts, max_new, rounds, hf_model):
@@ -153,7 +171,7 @@ def vllm_compare(path, tok, prompts, max_new, rounds, hf_model):
     return tps
 
 
-def bench(model, tok, prompts, max_new, rounds, methods):
+def bench(model, tok, prompts, max_new, rounds, methods, lengths_out: dict | None = None):
     times = {m: [] for m in methods}
     tokens = {}
     for r in range(rounds):
@@ -162,6 +180,8 @@ def bench(model, tok, prompts, max_new, rounds, methods):
             t0 = time.perf_counter()
             tokens[m] = methods[m](model, tok, prompts, max_new)
             times[m].append(time.perf_counter() - t0)
+    if lengths_out is not None:  # mean response length per method (below max_new_tokens when rows stop early)
+        lengths_out.update({m: tokens[m] / len(prompts) for m in methods})
     return {m: tokens[m] / statistics.median(times[m]) for m in methods}
 
 
@@ -172,6 +192,8 @@ def main() -> None:
     ap.add_argument("--vllm", action="store_true", help="also compare with vLLM (GPU only)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--prompts", type=int, default=None, help="prompts per set (default 48; 16 with --quick)")
+    ap.add_argument("--sets", default="equal,mixed,eos", help="comma-separated prompt sets: equal, mixed, eos")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -181,10 +203,14 @@ def main() -> None:
         "cpu-sized (hidden 512, 8 layers)": TinyModelSpec(hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
                                                           num_key_value_heads=4, intermediate_size=1376),
     }
-    n = 16 if args.quick else 48
+    n = args.prompts or (16 if args.quick else 48)
+    sets = {s.strip() for s in args.sets.split(",")}
+    if not sets <= {"equal", "mixed", "eos"}:
+        ap.error(f"--sets takes equal, mixed and eos; got {args.sets!r}")
     rounds = 1 if args.quick else 3
     max_new = 16 if args.quick else 32
     rows, vllm_rows = [], []
+    print(f"{n} prompts per set, {max_new} new tokens each, median of {rounds} rounds, device {args.device}")
     with tempfile.TemporaryDirectory() as d:
         for label, spec in models.items():
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -193,23 +219,29 @@ def main() -> None:
             tok = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path).to(args.device).eval()
             mixed = [32, 64, 96, 128, 160, 192, 224, 256]
-            for shape, lengths in {"equal lengths (128)": [128], "mixed lengths (32-256)": mixed,
-                                   "mixed lengths, EOS": mixed}.items():
+            chosen = {"equal lengths (128)": ("equal", [128]), "mixed lengths (32-256)": ("mixed", mixed),
+                      "mixed lengths, EOS": ("eos", mixed)}
+            for shape, (key, lengths) in chosen.items():
+                if key not in sets:
+                    continue
                 prompts = make_prompts(tok, n, lengths, seed=1)
-                STOP["eos"] = -1
-                if "EOS" in shape:
-                    STOP["eos"] = frequent_token(model, tok, prompts, max_new)
+                STOP["eos"] = [-1]
+                if key == "eos":
+                    STOP["eos"] = stop_tokens(model, tok, prompts, max_new)
                 methods = {"plain": run_plain, "hf": run_hf}
                 if "equal" in shape:
                     methods = {"naive": run_naive, **methods}
-                tps = bench(model, tok, prompts, max_new, rounds, methods)
+                mean_len: dict = {}
+                tps = bench(model, tok, prompts, max_new, rounds, methods, mean_len)
                 rows.append((label, shape, tps))
                 line = ", ".join(f"{m} {v:.0f} tok/s" for m, v in tps.items())
                 ratio = tps["hf"] / tps["plain"]
                 extra = f"; plain/naive {tps['plain'] / tps['naive']:.2f}x" if "naive" in tps else ""
+                if key == "eos":
+                    extra += f"; mean response {mean_len['plain']:.1f} / {mean_len['hf']:.1f} tokens (plain / hf)"
                 print(f"{label:34s} {shape:24s} {line}; hf/plain {ratio:.2f}x{extra}", flush=True)
             if args.vllm:
-                STOP["eos"] = -1
+                STOP["eos"] = [-1]
                 prompts = make_prompts(tok, n, mixed, seed=1)
                 tps = vllm_compare(path, tok, prompts, max_new, rounds, model)
                 if tps:
