@@ -61,7 +61,14 @@ class MIPOGenerationConfig(_Strict):
         default=None, ge=1, description="prompts longer than this are an error (default: sequence_len)"
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: str | None = Field(default=None, description="e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    device: str | None = Field(
+        default=None, description="hf: e.g. cpu, cuda, cuda:1 (default: every visible GPU, see devices; else cpu)"
+    )
+    devices: list[str] | None = Field(
+        default=None, min_length=1,
+        description="hf, one process: one model copy per listed device, generating batches at the same time "
+        "(default when device is unset: every visible GPU; under torchrun each rank uses its own GPU)",
+    )
     load_in_4bit: bool | None = Field(
         default=None, description="quantize the generation model (default: follow the top-level load_in_4bit)"
     )
@@ -82,6 +89,11 @@ class MIPOGenerationConfig(_Strict):
     def _backend_options(self) -> "MIPOGenerationConfig":
         if self.backend == "openai" and not self.openai_base_url:
             raise ValueError("mipo.generation.backend openai needs mipo.generation.openai_base_url")
+        if self.devices and self.backend != "hf":
+            raise ValueError(f"mipo.generation.devices is an option of the hf backend, not {self.backend}: remove "
+                             "it (vllm: tensor_parallel_size; openai: the server's own GPUs)")
+        if self.devices and self.device:
+            raise ValueError("set one of mipo.generation.device and mipo.generation.devices, not both")
         return self
 
 

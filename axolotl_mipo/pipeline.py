@@ -5,7 +5,8 @@ Under ``torchrun`` / ``accelerate launch`` with several processes the ``hf``
 and ``openai`` backends split the generation batches across ranks (each rank
 writes its own shards into the shared cache folder); ``vllm`` parallelises
 inside one process (tensor parallel), so there rank 0 generates and the other
-ranks read its cache.
+ranks read its cache. In one process the ``hf`` backend loads a model copy per
+visible GPU (``generation.devices``) and runs batches on them at once.
 """
 
 from __future__ import annotations

@@ -272,3 +272,143 @@ def test_vllm_backend_against_a_stand_in_vllm_module(monkeypatch, tok, tmp_path,
     backend.seed = 8
     assert backend.sampling_params(prompts[0]).kw["seed"] != before
     backend.close()
+
+
+# ---- one process, several model copies (generation.devices) ----
+
+
+def _copies(tiny_model_dir, n, **kw):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from axolotl_mipo.generation.hf import HFBackend
+
+    backends = [HFBackend(AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(),
+                          AutoTokenizer.from_pretrained(tiny_model_dir), model_id={"m": 1},
+                          max_new_tokens=12, temperature=0.8, batch_size=3, **kw) for _ in range(n)]
+    backends[0].replicas = backends[1:]
+    return backends
+
+
+def _mixed_prompts(n=20):
+    return [f"<|begin_of_text|>user {i} asks" + " and more" * (i % 6) for i in range(n)]
+
+
+def _record_calls(backend, log, before=None):
+    real = backend.generate_batch
+
+    def generate_batch(prompts):
+        log.append((id(backend), threading.current_thread().name, len(prompts)))
+        if before is not None:
+            before()
+        return real(prompts)
+
+    backend.generate_batch = generate_batch
+
+
+def test_model_copies_generate_the_rows_one_copy_does(tiny_model_dir, tmp_path):
+    """Two copies in threads split the batches between them and give exactly the one-copy rows."""
+    prompts = _mixed_prompts()
+    (single,) = _copies(tiny_model_dir, 1)
+    reference, _ = generate_with_cache(single, prompts, GenerationCache(tmp_path / "one", {"k": 1}), progress=False)
+
+    main, other = _copies(tiny_model_dir, 2)
+    assert main.workers() == [main, other]
+    log: list = []
+    _record_calls(main, log)
+    _record_calls(other, log)
+    got, stats = generate_with_cache(main, prompts, GenerationCache(tmp_path / "two", {"k": 1}), progress=False)
+    assert {p: r.text for p, r in got.items()} == {p: r.text for p, r in reference.items()}
+    assert stats.generated == len(prompts)
+    assert {b for b, *_ in log} == {id(main), id(other)}, "both copies ran batches"
+    assert sum(n for *_, n in log) == len(prompts), "no prompt generated twice"
+    assert all(name.startswith("mipo-generate-") for _, name, _ in log)
+    main.close()
+    assert main.model is None and other.model is None and main.replicas == []
+
+
+def test_a_failing_model_copy_keeps_every_finished_batch(tiny_model_dir, tmp_path):
+    prompts = _mixed_prompts()
+    main, other = _copies(tiny_model_dir, 2)
+    log: list = []
+    main_done = threading.Event()
+    real = main.generate_batch
+
+    def main_batch(batch):
+        out = real(batch)
+        main_done.set()
+        return out
+
+    main.generate_batch = main_batch
+
+    def lose_device():
+        assert main_done.wait(60)  # fail once the other copy has finished a batch, so there is one to keep
+        raise RuntimeError("device lost")
+
+    _record_calls(other, log, before=lose_device)
+    cache = GenerationCache(tmp_path / "c", {"k": 1})
+    with pytest.raises(MIPOGenerationError, match="device lost") as info:
+        generate_with_cache(main, prompts, cache, progress=False)
+    assert "a rerun resumes there" in str(info.value)
+    finished = len(cache)
+    assert 0 < finished < len(prompts), "the healthy copy's finished batches are kept"
+    # a rerun generates only the rest, and the rows are the uninterrupted ones
+    (single,) = _copies(tiny_model_dir, 1)
+    log.clear()
+    _record_calls(single, log)
+    got, stats = generate_with_cache(single, prompts, GenerationCache(tmp_path / "c", {"k": 1}), progress=False)
+    assert stats.cached == finished and sum(n for *_, n in log) == len(prompts) - finished
+    (fresh,) = _copies(tiny_model_dir, 1)
+    reference, _ = generate_with_cache(fresh, prompts, GenerationCache(tmp_path / "ref", {"k": 1}), progress=False)
+    assert {p: r.text for p, r in got.items()} == {p: r.text for p, r in reference.items()}
+
+
+def test_generation_devices_choice(monkeypatch):
+    from axolotl_mipo.args import MIPOGenerationConfig
+    from axolotl_mipo.errors import MIPOConfigError
+    from axolotl_mipo.generation import hf
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert hf.generation_devices(MIPOGenerationConfig(devices=["cpu", "cpu"])) == ["cpu", "cpu"]
+    assert hf.generation_devices(MIPOGenerationConfig(device="cpu")) == ["cpu"]
+    monkeypatch.setattr(hf.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(hf.torch.cuda, "device_count", lambda: 3)
+    assert hf.generation_devices(MIPOGenerationConfig()) == ["cuda:0", "cuda:1", "cuda:2"]
+    assert hf.generation_devices(MIPOGenerationConfig(device="cuda:1")) == ["cuda:1"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert hf.generation_devices(MIPOGenerationConfig()) == ["cuda:1"]
+    with pytest.raises(MIPOConfigError, match="mipo.generation.devices is for one process"):
+        hf.generation_devices(MIPOGenerationConfig(devices=["cuda:0", "cuda:1"]))
+    with pytest.raises(ValueError, match="devices is an option of the hf backend"):
+        MIPOGenerationConfig(backend="openai", openai_base_url="http://x", devices=["cuda:0"])
+    with pytest.raises(ValueError, match="one of mipo.generation.device and mipo.generation.devices"):
+        MIPOGenerationConfig(device="cpu", devices=["cpu"])
+    with pytest.raises(ValueError):
+        MIPOGenerationConfig(devices=[])
+
+
+def test_generate_cli_on_two_model_copies(reference_run, tiny_model_dir):
+    """``generation.devices`` through ``axolotl-mipo generate`` (from_config loads a copy per device)."""
+    tmp, reference = reference_run
+    path, out, _ = _config(tmp, tiny_model_dir, "copies")
+    cfg = yaml.safe_load(path.read_text())
+    del cfg["mipo"]["generation"]["device"]
+    cfg["mipo"]["generation"]["devices"] = ["cpu", "cpu"]
+    path.write_text(yaml.safe_dump(cfg))
+    log = _generate(path, out)
+    assert "generating on 2 model copies at once" in log
+    assert _read(out) == reference
+
+
+def test_model_copies_that_would_compute_differently_are_refused(monkeypatch):
+    from axolotl_mipo.args import MIPOGenerationConfig
+    from axolotl_mipo.errors import MIPOConfigError
+    from axolotl_mipo.generation import hf
+
+    with pytest.raises(MIPOConfigError, match=r"devices \['cpu', 'meta'\].*device types"):
+        hf._check_copies_alike(["cpu", "meta"], ["float32", "float32"])
+    with pytest.raises(MIPOConfigError, match="set mipo.generation.dtype"):
+        hf._check_copies_alike(["cpu", "cpu"], ["bfloat16", "float32"])
+    hf._check_copies_alike(["cpu", "cpu"], ["float32", "float32"])
+    assert hf._dtype_name(MIPOGenerationConfig(dtype="float16"), "cuda:0") == "float16"
+    assert hf._dtype_name(MIPOGenerationConfig(), "cpu") == "float32"

@@ -9,6 +9,8 @@ run), progress with rows/s and tokens/s, and the final summary line.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -66,6 +68,10 @@ class GenerationBackend(ABC):
     def budget_extra_tokens(self) -> int | None:
         """Tokens generated per row, when batches should be sized by a token budget (``None``: fixed size)."""
         return None
+
+    def workers(self) -> list["GenerationBackend"]:
+        """Backends that run batches at the same time, e.g. one model copy per GPU (most backends: itself)."""
+        return [self]
 
     def close(self) -> None:
         """Release the model (memory is needed for training next)."""
@@ -143,6 +149,62 @@ def _run_batch(backend: GenerationBackend, prompts: list[str], retries: int, bac
     ) from last
 
 
+def _run_batches(workers: Sequence[GenerationBackend], batches: list[list[int]], texts: Sequence[str],
+                 retries: int, backoff_s: float, stats: GenerationStats, cache: GenerationCache):
+    """Yields ``(batch, results)`` as batches finish. With several workers each runs in its own thread and
+    takes the next batch when it finishes one, so a faster device does more of them.
+
+    The caller writes the cache, from this thread only. When a worker fails, the others finish the batch
+    they are on (it is yielded, so it is cached) and take no new one; then the first error is raised.
+    """
+    if len(workers) == 1:
+        for batch in batches:
+            yield batch, _run_batch(workers[0], [texts[i] for i in batch], retries, backoff_s, stats.generated, cache)
+        return
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for batch in batches:
+        todo.put(batch)
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work(worker: GenerationBackend) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    batch = todo.get_nowait()
+                except queue.Empty:
+                    return
+                done.put((batch, _run_batch(worker, [texts[i] for i in batch], retries, backoff_s,
+                                            stats.generated, cache)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
+            stop.set()
+            done.put((None, exc))
+        finally:
+            done.put(None)  # this worker is finished
+
+    threads = [threading.Thread(target=work, args=(w,), name=f"mipo-generate-{i}", daemon=True)
+               for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    error: BaseException | None = None
+    running = len(threads)
+    try:
+        while running:
+            item = done.get()
+            if item is None:
+                running -= 1
+            elif item[0] is None:
+                error = error or item[1]
+            else:
+                yield item
+    finally:
+        stop.set()  # also when the caller stops early (an error writing the cache, Ctrl-C)
+        for t in threads:
+            t.join()
+    if error is not None:
+        raise error
+
+
 def generate_with_cache(
     backend: GenerationBackend,
     prompts: Sequence[str],
@@ -158,8 +220,10 @@ def generate_with_cache(
     """Responses for every distinct prompt, generating only those not cached.
 
     Returns a map from prompt text to result. Each finished batch is written to
-    the cache before the next starts, so a crash loses at most one batch. A
-    failing batch is retried ``retries`` times with exponential backoff.
+    the cache as soon as it is done, so a crash loses at most the batches in
+    flight: one, or one per model copy when the backend has several
+    (``workers()``). A failing batch is retried ``retries`` times with
+    exponential backoff.
 
     With ``world_size > 1`` every rank must call this with the same prompts
     after the same cache state (a barrier before): the batch plan is the same
@@ -180,6 +244,9 @@ def generate_with_cache(
         batches = [[pending[j] for j in b]
                    for b in plan_batches(lengths, backend.batch_size, backend.budget_extra_tokens())]
         mine = batches[rank::world_size]
+        workers = backend.workers()
+        if len(workers) > 1:
+            LOG.info(f"generating on {len(workers)} model copies at once")
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -188,8 +255,7 @@ def generate_with_cache(
             bar = tqdm(total=sum(len(b) for b in mine), desc=desc, unit="resp")
         start = time.perf_counter()
         try:
-            for batch in mine:
-                results = _run_batch(backend, [unique[i] for i in batch], retries, backoff_s, stats.generated, cache)
+            for batch, results in _run_batches(workers, mine, unique, retries, backoff_s, stats, cache):
                 cache.add_many((keys[i], r.text, r.num_tokens) for i, r in zip(batch, results))
                 for r in results:
                     stats.tokens += r.num_tokens

@@ -20,6 +20,7 @@ Transformers' own, so the distribution sampled is exactly ``generate``'s
 
 from __future__ import annotations
 
+import copy
 import gc
 import hashlib
 import logging
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 
 import torch
 
+from axolotl_mipo.errors import MIPOConfigError
 from axolotl_mipo.generation.base import GenerationBackend, GenerationResult
 from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
 
@@ -119,6 +121,83 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
+def generation_devices(gen) -> list[str]:
+    """The devices to load a generation model copy on: ``generation.devices``, else ``generation.device``,
+    else this rank's GPU under a multi-process launch, else every visible GPU, else the CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if gen.devices:
+        if world > 1:
+            raise MIPOConfigError(
+                f"mipo.generation.devices is for one process, but this is one of {world} (torchrun / accelerate "
+                "launch): each rank already generates on its own GPU. Remove mipo.generation.devices, or run "
+                "one process"
+            )
+        return list(gen.devices)
+    if gen.device:
+        return [gen.device]
+    if not torch.cuda.is_available():
+        return ["cpu"]
+    if world > 1:
+        return [f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"]
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def _dtype_name(gen, device: str) -> str:
+    if gen.dtype != "auto":
+        return gen.dtype
+    bf16 = False
+    if device.startswith("cuda"):
+        with torch.cuda.device(device):  # asks the device that will hold the copy, not the current one
+            bf16 = torch.cuda.is_bf16_supported()
+    return "bfloat16" if bf16 else "float32"
+
+
+def _check_copies_alike(devices: list[str], dtypes: list[str]) -> None:
+    """Copies that compute differently would make a row depend on which copy generated it."""
+    kinds = {torch.device(d).type for d in devices}
+    if len(kinds) > 1 or len(set(dtypes)) > 1:
+        raise MIPOConfigError(
+            f"mipo.generation.devices {devices}: the model copies would compute differently (device types "
+            f"{sorted(kinds)}, dtypes {sorted(set(dtypes))}), so a response would depend on which copy made it. "
+            "List devices of one type, and set mipo.generation.dtype if auto picks different ones"
+        )
+    if kinds == {"cuda"} and len(devices) > 1:
+        names = {torch.cuda.get_device_name(torch.device(d)) for d in devices}
+        if len(names) > 1:
+            LOG.warning(f"mipo.generation.devices mixes GPU models {sorted(names)}: their kernels may round "
+                        "differently, so a rare response can depend on which GPU generated it")
+
+
+def _load_model(cfg, gen, device: str, dtype_name: str):
+    """The base model on ``device`` for generation, and its part of the cache key."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {
+        "dtype": getattr(torch, dtype_name),
+        "trust_remote_code": bool(cfg.get("trust_remote_code") or False),
+    }
+    if cfg.get("revision_of_model"):
+        kwargs["revision"] = cfg.get("revision_of_model")
+    load_4bit = gen.load_in_4bit if gen.load_in_4bit is not None else bool(cfg.get("load_in_4bit"))
+    if load_4bit and device.startswith("cuda"):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_compute_dtype=kwargs["dtype"],
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+        )
+        kwargs["device_map"] = {"": device}
+    model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **kwargs)
+    if "device_map" not in kwargs:
+        model.to(device)
+    model.eval()
+    model_id = {**model_fingerprint(cfg.base_model, cfg.get("revision_of_model")), "4bit": load_4bit,
+                "dtype": dtype_name}
+    return model, model_id
+
+
 class HFBackend(GenerationBackend):
     name = "hf"
 
@@ -148,6 +227,7 @@ class HFBackend(GenerationBackend):
         self.repetition_penalty = repetition_penalty
         self.batch_size = batch_size
         self.seed = seed
+        self.replicas: list[HFBackend] = []  # copies on other devices (from_config with several devices)
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
@@ -157,51 +237,38 @@ class HFBackend(GenerationBackend):
 
     @classmethod
     def from_config(cls, cfg, mipo_cfg, tokenizer) -> "HFBackend":
-        """Load ``cfg.base_model`` for generation, as Axolotl would for training (without adapters)."""
-        from transformers import AutoModelForCausalLM
+        """Load ``cfg.base_model`` for generation, as Axolotl would for training (without adapters).
 
+        One copy per device of :func:`generation_devices`; the first is this backend, the others its
+        ``replicas``, which ``generate_with_cache`` runs batches on at the same time.
+        """
         gen = mipo_cfg.generation
-        # one GPU per rank when generation is split across processes
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = gen.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-        dtype_name = gen.dtype
-        if dtype_name == "auto":
-            dtype_name = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
-        kwargs = {
-            "dtype": getattr(torch, dtype_name),
-            "trust_remote_code": bool(cfg.get("trust_remote_code") or False),
-        }
-        if cfg.get("revision_of_model"):
-            kwargs["revision"] = cfg.get("revision_of_model")
-        load_4bit = gen.load_in_4bit if gen.load_in_4bit is not None else bool(cfg.get("load_in_4bit"))
-        if load_4bit and device.startswith("cuda"):
-            from transformers import BitsAndBytesConfig
+        devices = generation_devices(gen)
+        dtypes = [_dtype_name(gen, d) for d in devices]
+        _check_copies_alike(devices, dtypes)  # before loading anything
+        backends = []
+        for device, dtype_name in zip(devices, dtypes):
+            model, model_id = _load_model(cfg, gen, device, dtype_name)
+            backends.append(cls(
+                model,
+                # a fast tokenizer resets its padding/truncation state in place when a call asks for other
+                # settings; copies running at once each get their own, so that never happens concurrently
+                tokenizer if not backends else copy.deepcopy(tokenizer),
+                model_id=model_id,
+                max_new_tokens=gen.max_new_tokens,
+                temperature=gen.temperature,
+                top_p=gen.top_p,
+                top_k=gen.top_k,
+                do_sample=gen.do_sample,
+                repetition_penalty=gen.repetition_penalty,
+                batch_size=gen.batch_size,
+                seed=mipo_cfg.seed,
+            ))
+        backends[0].replicas = backends[1:]
+        return backends[0]
 
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_compute_dtype=kwargs["dtype"],
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_use_double_quant=True,
-            )
-            kwargs["device_map"] = {"": device}
-        model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **kwargs)
-        if "device_map" not in kwargs:
-            model.to(device)
-        model.eval()
-        return cls(
-            model,
-            tokenizer,
-            model_id={**model_fingerprint(cfg.base_model, cfg.get("revision_of_model")), "4bit": load_4bit,
-                      "dtype": dtype_name},
-            max_new_tokens=gen.max_new_tokens,
-            temperature=gen.temperature,
-            top_p=gen.top_p,
-            top_k=gen.top_k,
-            do_sample=gen.do_sample,
-            repetition_penalty=gen.repetition_penalty,
-            batch_size=gen.batch_size,
-            seed=mipo_cfg.seed,
-        )
+    def workers(self) -> list["HFBackend"]:
+        return [self, *self.replicas]
 
     def cache_key_parts(self) -> dict:
         return {
@@ -321,23 +388,25 @@ class HFBackend(GenerationBackend):
     @torch.inference_mode()
     def _generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
         tok = self.tokenizer
-        old_side = tok.padding_side
-        tok.padding_side = "left"  # decoder-only generation continues from the right edge
-        try:
-            enc = tok(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
-        finally:
-            tok.padding_side = old_side
         device = self.model.device
+        # padded here rather than by the tokenizer: setting its padding_side would race with the other
+        # model copies' threads, which share it
+        enc = tok(list(prompts), add_special_tokens=False)["input_ids"]
         # longest first, so that rows of similar length are neighbours (undone at the end)
-        lengths = enc["attention_mask"].sum(-1)
-        order = sorted(range(len(prompts)), key=lambda i: (-int(lengths[i]), i))
+        order = sorted(range(len(prompts)), key=lambda i: (-len(enc[i]), i))
         prompts = [prompts[i] for i in order]
-        ids, att = enc["input_ids"][order].to(device), enc["attention_mask"][order].to(device)
-        n = ids.shape[0]
+        n, width = len(order), len(enc[order[0]])
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        att = torch.zeros((n, width), dtype=torch.long)
+        for row, i in enumerate(order):  # left padding: generation continues from the right edge
+            ids[row, width - len(enc[i]):] = torch.tensor(enc[i], dtype=torch.long)
+            att[row, width - len(enc[i]):] = 1
+        ids, att = ids.to(device), att.to(device)
+        lengths = [len(enc[i]) for i in order]
         warpers = self._warpers()
         seeds = self._seeds(prompts) if self.sample else None
         eos = torch.tensor(self.eos_ids, dtype=torch.long, device=device)
-        cache, logits = self._prefill(ids, att, [int(lengths[i]) for i in order])
+        cache, logits = self._prefill(ids, att, lengths)
         seq = ids  # prompt + tokens so far, what the warpers see (only the repetition penalty reads it)
         track_seq = self.repetition_penalty is not None and self.repetition_penalty != 1.0
         live = torch.arange(n, device=device)  # original row of each row still in the batch
@@ -394,6 +463,9 @@ class HFBackend(GenerationBackend):
         return self.generate_batch(prompts[:half]) + self.generate_batch(prompts[half:])
 
     def close(self) -> None:
+        for replica in self.replicas:
+            replica.close()
+        self.replicas = []
         self.model = None
         gc.collect()
         if torch.cuda.is_available():
