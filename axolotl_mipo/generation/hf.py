@@ -20,6 +20,7 @@ Transformers' own, so the distribution sampled is exactly ``generate``'s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import hashlib
@@ -448,15 +449,19 @@ class HFBackend(GenerationBackend):
         return out
 
     def generate_batch(self, prompts: Sequence[str]) -> list[GenerationResult]:
-        try:
-            return self._generate(prompts)
-        except Exception as exc:
-            if not is_oom(exc) or len(prompts) == 1:
-                raise
-        # out of memory: halve and keep going; remember the smaller size for the next batches
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        device = self.model.device
+        # the current CUDA device is per thread and is cuda:0 in a new one, and copies run in threads: what
+        # uses the current device rather than its tensors' (kernels, empty_cache) must see this copy's own
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            try:
+                return self._generate(prompts)
+            except Exception as exc:
+                if not is_oom(exc) or len(prompts) == 1:
+                    raise
+            # out of memory: halve and keep going; remember the smaller size for the next batches
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         half = max(1, len(prompts) // 2)
         self.batch_size = half
         LOG.warning(f"out of memory on a batch of {len(prompts)}; continuing with batches of {half}")
