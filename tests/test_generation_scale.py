@@ -364,7 +364,6 @@ def test_a_failing_model_copy_keeps_every_finished_batch(tiny_model_dir, tmp_pat
 
 def test_generation_devices_choice(monkeypatch):
     from axolotl_mipo.args import MIPOGenerationConfig
-    from axolotl_mipo.errors import MIPOConfigError
     from axolotl_mipo.generation import hf
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -377,8 +376,8 @@ def test_generation_devices_choice(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert hf.generation_devices(MIPOGenerationConfig()) == ["cuda:1"]
-    with pytest.raises(MIPOConfigError, match="mipo.generation.devices is for one process"):
-        hf.generation_devices(MIPOGenerationConfig(devices=["cuda:0", "cuda:1"]))
+    # one YAML for a one-process preprocess and a multi-GPU train: under a launch each rank takes its own GPU
+    assert hf.generation_devices(MIPOGenerationConfig(devices=["cuda:0", "cuda:1"])) == ["cuda:1"]
     with pytest.raises(ValueError, match="devices is an option of the hf backend"):
         MIPOGenerationConfig(backend="openai", openai_base_url="http://x", devices=["cuda:0"])
     with pytest.raises(ValueError, match="one of mipo.generation.device and mipo.generation.devices"):

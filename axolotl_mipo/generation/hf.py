@@ -127,13 +127,11 @@ def generation_devices(gen) -> list[str]:
     else this rank's GPU under a multi-process launch, else every visible GPU, else the CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if gen.devices:
-        if world > 1:
-            raise MIPOConfigError(
-                f"mipo.generation.devices is for one process, but this is one of {world} (torchrun / accelerate "
-                "launch): each rank already generates on its own GPU. Remove mipo.generation.devices, or run "
-                "one process"
-            )
-        return list(gen.devices)
+        if world == 1:
+            return list(gen.devices)
+        # the same YAML serves `axolotl preprocess` (one process) and a multi-GPU `axolotl train`
+        LOG.warning(f"mipo.generation.devices is for one process; this is one of {world} (torchrun / accelerate "
+                    "launch), so each rank generates on its own GPU instead")
     if gen.device:
         return [gen.device]
     if not torch.cuda.is_available():
