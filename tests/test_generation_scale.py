@@ -411,3 +411,30 @@ def test_model_copies_that_would_compute_differently_are_refused(monkeypatch):
     hf._check_copies_alike(["cpu", "cpu"], ["float32", "float32"])
     assert hf._dtype_name(MIPOGenerationConfig(dtype="float16"), "cuda:0") == "float16"
     assert hf._dtype_name(MIPOGenerationConfig(), "cpu") == "float32"
+
+
+def test_hf_backend_loads_its_model_only_when_something_is_left_to_generate(tiny_model_dir, tmp_path):
+    from axolotl.utils.dict import DictDefault
+    from transformers import AutoTokenizer
+
+    from axolotl_mipo.args import MIPOConfig
+    from axolotl_mipo.generation import backend_from_config
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = DictDefault({"base_model": str(tiny_model_dir)})
+    mipo = MIPOConfig(datasets=[{"path": "x.jsonl"}], generation={"device": "cpu", "max_new_tokens": 4})
+    prompts = _mixed_prompts(6)
+    first = backend_from_config(cfg, mipo, tok)
+    assert first._model is None
+    cache = GenerationCache(tmp_path, first.cache_key_parts())  # the key needs no model
+    assert first._model is None
+    generate_with_cache(first, prompts, cache, progress=False)
+    assert first._model is not None
+    first.close()
+    assert first.model is None, "a closed backend does not load again"
+
+    again = backend_from_config(cfg, mipo, tok)
+    assert again.cache_key_parts() == first.cache_key_parts()
+    got, stats = generate_with_cache(again, prompts, GenerationCache(tmp_path, again.cache_key_parts()),
+                                     progress=False)
+    assert stats.cached == len(prompts) and again._model is None

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -167,9 +169,21 @@ def _check_copies_alike(devices: list[str], dtypes: list[str]) -> None:
                         "differently, so a rare response can depend on which GPU generated it")
 
 
+def _load_4bit(cfg, gen) -> bool:
+    return gen.load_in_4bit if gen.load_in_4bit is not None else bool(cfg.get("load_in_4bit"))
+
+
+def _model_id(cfg, gen, dtype_name: str) -> dict:
+    """The model's part of the cache key: known before (and without) loading it."""
+    return {**model_fingerprint(cfg.base_model, cfg.get("revision_of_model")), "4bit": _load_4bit(cfg, gen),
+            "dtype": dtype_name}
+
+
 def _load_model(cfg, gen, device: str, dtype_name: str):
-    """The base model on ``device`` for generation, and its part of the cache key."""
+    """The base model on ``device`` for generation."""
     from transformers import AutoModelForCausalLM
+
+    LOG.info(f"mipo: loading {cfg.base_model} on {device} ({dtype_name}) to generate")
 
     kwargs = {
         "dtype": getattr(torch, dtype_name),
@@ -177,8 +191,7 @@ def _load_model(cfg, gen, device: str, dtype_name: str):
     }
     if cfg.get("revision_of_model"):
         kwargs["revision"] = cfg.get("revision_of_model")
-    load_4bit = gen.load_in_4bit if gen.load_in_4bit is not None else bool(cfg.get("load_in_4bit"))
-    if load_4bit and device.startswith("cuda"):
+    if _load_4bit(cfg, gen) and device.startswith("cuda"):
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -192,9 +205,7 @@ def _load_model(cfg, gen, device: str, dtype_name: str):
     if "device_map" not in kwargs:
         model.to(device)
     model.eval()
-    model_id = {**model_fingerprint(cfg.base_model, cfg.get("revision_of_model")), "4bit": load_4bit,
-                "dtype": dtype_name}
-    return model, model_id
+    return model
 
 
 class HFBackend(GenerationBackend):
@@ -214,8 +225,14 @@ class HFBackend(GenerationBackend):
         repetition_penalty: float | None = None,
         batch_size: int = 8,
         seed: int = 42,
+        loader: Callable[[], Any] | None = None,
     ):
-        self.model = model
+        """``model``, or ``loader``: a function that loads it at first use (``from_config`` passes one, so
+        that a run whose responses are all cached never loads the model)."""
+        if model is None and loader is None:
+            raise ValueError("HFBackend needs a model or a loader")
+        self._model = model
+        self._loader = loader
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.max_new_tokens = max_new_tokens
@@ -227,19 +244,37 @@ class HFBackend(GenerationBackend):
         self.batch_size = batch_size
         self.seed = seed
         self.replicas: list[HFBackend] = []  # copies on other devices (from_config with several devices)
+        if model is not None:
+            self._set_stop_ids(model)
+
+    @property
+    def model(self):
+        if self._model is None and self._loader is not None:
+            loader, self._loader = self._loader, None
+            self._model = loader()
+            self._set_stop_ids(self._model)
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
+
+    def _set_stop_ids(self, model) -> None:
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if tokenizer.eos_token_id is not None:
-            eos_ids.add(tokenizer.eos_token_id)
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
         self.eos_ids = sorted(eos_ids)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
 
     @classmethod
     def from_config(cls, cfg, mipo_cfg, tokenizer) -> "HFBackend":
-        """Load ``cfg.base_model`` for generation, as Axolotl would for training (without adapters).
+        """``cfg.base_model`` for generation, as Axolotl would load it for training (without adapters).
 
         One copy per device of :func:`generation_devices`; the first is this backend, the others its
-        ``replicas``, which ``generate_with_cache`` runs batches on at the same time.
+        ``replicas``, which ``generate_with_cache`` runs batches on at the same time. Each is loaded at
+        its first use: when every response is cached (``axolotl train`` after ``axolotl preprocess``),
+        none is.
         """
         gen = mipo_cfg.generation
         devices = generation_devices(gen)
@@ -247,13 +282,12 @@ class HFBackend(GenerationBackend):
         _check_copies_alike(devices, dtypes)  # before loading anything
         backends = []
         for device, dtype_name in zip(devices, dtypes):
-            model, model_id = _load_model(cfg, gen, device, dtype_name)
             backends.append(cls(
-                model,
+                None,
                 # a fast tokenizer resets its padding/truncation state in place when a call asks for other
                 # settings; copies running at once each get their own, so that never happens concurrently
                 tokenizer if not backends else copy.deepcopy(tokenizer),
-                model_id=model_id,
+                model_id=_model_id(cfg, gen, dtype_name),
                 max_new_tokens=gen.max_new_tokens,
                 temperature=gen.temperature,
                 top_p=gen.top_p,
@@ -262,12 +296,16 @@ class HFBackend(GenerationBackend):
                 repetition_penalty=gen.repetition_penalty,
                 batch_size=gen.batch_size,
                 seed=mipo_cfg.seed,
+                loader=functools.partial(_load_model, cfg, gen, device, dtype_name),
             ))
         backends[0].replicas = backends[1:]
         return backends[0]
 
     def workers(self) -> list["HFBackend"]:
-        return [self, *self.replicas]
+        copies = [self, *self.replicas]
+        for c in copies:  # loaded here, not in the worker threads: loading swaps torch's init functions
+            c.model  # noqa: B018 - process-wide while it runs, so two loads must not overlap
+        return copies
 
     def cache_key_parts(self) -> dict:
         return {
@@ -469,6 +507,7 @@ class HFBackend(GenerationBackend):
         for replica in self.replicas:
             replica.close()
         self.replicas = []
+        self._loader = None  # closed: never load again
         self.model = None
         gc.collect()
         if torch.cuda.is_available():
