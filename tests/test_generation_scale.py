@@ -250,13 +250,13 @@ def test_vllm_backend_against_a_stand_in_vllm_module(monkeypatch, tok, tmp_path,
         "backend": "vllm", "tensor_parallel_size": 2, "gpu_memory_utilization": 0.5, "max_new_tokens": 33,
         "temperature": 0.3, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.1})
     backend = backend_from_config(cfg, mipo, tok)
+    prompts = [f"<|begin_of_text|>prompt number {i}" + " pad" * i for i in range(5)]
+    cache = GenerationCache(tmp_path, backend.cache_key_parts())
+    assert calls["llm"] is None, "vLLM starts only when something is left to generate"
+    got, _ = generate_with_cache(backend, prompts, cache, progress=False)
     llm = calls["llm"]
     assert llm["model"] == str(tiny_model_dir) and llm["tensor_parallel_size"] == 2
     assert llm["gpu_memory_utilization"] == 0.5 and llm["trust_remote_code"] is False and llm["seed"] == 7
-
-    prompts = [f"<|begin_of_text|>prompt number {i}" + " pad" * i for i in range(5)]
-    got, _ = generate_with_cache(backend, prompts, GenerationCache(tmp_path, backend.cache_key_parts()),
-                                 progress=False)
     sent = [p for batch, _ in calls["generate"] for p in batch]
     assert sorted(map(tuple, (p["prompt_token_ids"] for p in sent))) == sorted(
         tuple(tok(p, add_special_tokens=False).input_ids) for p in prompts)
@@ -272,6 +272,11 @@ def test_vllm_backend_against_a_stand_in_vllm_module(monkeypatch, tok, tmp_path,
     backend.seed = 8
     assert backend.sampling_params(prompts[0]).kw["seed"] != before
     backend.close()
+    assert backend.llm is None
+    calls["llm"] = None  # all cached: a second backend never starts vLLM
+    again = backend_from_config(cfg, mipo, tok)
+    assert generate_with_cache(again, prompts, cache, progress=False)[1].cached == len(prompts)
+    assert calls["llm"] is None
 
 
 # ---- one process, several model copies (generation.devices) ----
@@ -425,11 +430,11 @@ def test_hf_backend_loads_its_model_only_when_something_is_left_to_generate(tiny
     mipo = MIPOConfig(datasets=[{"path": "x.jsonl"}], generation={"device": "cpu", "max_new_tokens": 4})
     prompts = _mixed_prompts(6)
     first = backend_from_config(cfg, mipo, tok)
-    assert first._model is None
+    assert first._model.value is None
     cache = GenerationCache(tmp_path, first.cache_key_parts())  # the key needs no model
-    assert first._model is None
+    assert first._model.value is None
     generate_with_cache(first, prompts, cache, progress=False)
-    assert first._model is not None
+    assert first._model.value is not None
     first.close()
     assert first.model is None, "a closed backend does not load again"
 
@@ -437,4 +442,4 @@ def test_hf_backend_loads_its_model_only_when_something_is_left_to_generate(tiny
     assert again.cache_key_parts() == first.cache_key_parts()
     got, stats = generate_with_cache(again, prompts, GenerationCache(tmp_path, again.cache_key_parts()),
                                      progress=False)
-    assert stats.cached == len(prompts) and again._model is None
+    assert stats.cached == len(prompts) and again._model.value is None

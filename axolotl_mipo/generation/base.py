@@ -77,6 +77,32 @@ class GenerationBackend(ABC):
         """Release the model (memory is needed for training next)."""
 
 
+class LoadedOnFirstUse:
+    """A backend's model (or engine), made by ``load()`` when first asked for.
+
+    Nothing about the cache key needs the weights, so a run whose responses are
+    all cached (``axolotl train`` after ``axolotl preprocess``) never loads them.
+    """
+
+    def __init__(self, value=None, load: Callable[[], object] | None = None,
+                 on_load: Callable[[object], None] | None = None):
+        if value is None and load is None:
+            raise ValueError("give a value or a function that loads it")
+        self.value, self._load, self._on_load = value, load, on_load
+
+    def get(self):
+        if self.value is None and self._load is not None:
+            load, self._load = self._load, None
+            self.value = load()
+            if self._on_load is not None:
+                self._on_load(self.value)
+        return self.value
+
+    def drop(self) -> None:
+        """Release the value; it is not loaded again."""
+        self.value, self._load = None, None
+
+
 def token_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
     """Token count of each already-templated prompt (the template holds BOS: no special tokens added)."""
     return [len(x) for x in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from axolotl_mipo.errors import MIPOConfigError
-from axolotl_mipo.generation.base import GenerationBackend, GenerationResult
+from axolotl_mipo.generation.base import GenerationBackend, GenerationResult, LoadedOnFirstUse
 from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
 
 LOG = logging.getLogger("axolotl_mipo.generation")
@@ -229,10 +229,7 @@ class HFBackend(GenerationBackend):
     ):
         """``model``, or ``loader``: a function that loads it at first use (``from_config`` passes one, so
         that a run whose responses are all cached never loads the model)."""
-        if model is None and loader is None:
-            raise ValueError("HFBackend needs a model or a loader")
-        self._model = model
-        self._loader = loader
+        self._model = LoadedOnFirstUse(model, loader, self._set_stop_ids)
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.max_new_tokens = max_new_tokens
@@ -249,15 +246,7 @@ class HFBackend(GenerationBackend):
 
     @property
     def model(self):
-        if self._model is None and self._loader is not None:
-            loader, self._loader = self._loader, None
-            self._model = loader()
-            self._set_stop_ids(self._model)
-        return self._model
-
-    @model.setter
-    def model(self, value) -> None:
-        self._model = value
+        return self._model.get()
 
     def _set_stop_ids(self, model) -> None:
         eos = model.generation_config.eos_token_id
@@ -507,8 +496,7 @@ class HFBackend(GenerationBackend):
         for replica in self.replicas:
             replica.close()
         self.replicas = []
-        self._loader = None  # closed: never load again
-        self.model = None
+        self._model.drop()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

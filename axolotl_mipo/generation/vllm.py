@@ -10,6 +10,7 @@ batch size here only sets how often finished responses are written to the cache.
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ from axolotl_mipo.errors import MIPOConfigError
 from axolotl_mipo.generation.base import (
     GenerationBackend,
     GenerationResult,
+    LoadedOnFirstUse,
     sampling_key_parts,
     token_lengths,
 )
@@ -38,8 +40,10 @@ class VLLMBackend(GenerationBackend):
     name = "vllm"
 
     def __init__(self, llm, tokenizer, *, model_id: dict, max_new_tokens=512, temperature=0.1, top_p=0.9,
-                 top_k=None, repetition_penalty=None, seed=42, batch_size=256):
-        self.llm = llm
+                 top_k=None, repetition_penalty=None, seed=42, batch_size=256, loader=None):
+        """``llm``, or ``loader``: a function that starts it at first use (``from_config`` passes one, so
+        that a run whose responses are all cached does not start vLLM)."""
+        self._llm = LoadedOnFirstUse(llm, loader)
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.max_new_tokens = max_new_tokens
@@ -54,7 +58,8 @@ class VLLMBackend(GenerationBackend):
     def from_config(cls, cfg, mipo_cfg, tokenizer) -> "VLLMBackend":
         vllm = _import_vllm()
         gen = mipo_cfg.generation
-        llm = vllm.LLM(
+        start = functools.partial(
+            vllm.LLM,
             model=cfg.base_model,
             tokenizer=cfg.get("tokenizer_config") or cfg.base_model,
             revision=cfg.get("revision_of_model"),
@@ -66,13 +71,17 @@ class VLLMBackend(GenerationBackend):
             enforce_eager=gen.vllm_enforce_eager,
         )
         return cls(
-            llm, tokenizer,
+            None, tokenizer, loader=start,
             model_id=model_fingerprint(cfg.base_model, cfg.get("revision_of_model")),
             max_new_tokens=gen.max_new_tokens,
             temperature=gen.temperature if gen.do_sample else 0.0,
             top_p=gen.top_p, top_k=gen.top_k, repetition_penalty=gen.repetition_penalty,
             seed=mipo_cfg.seed, batch_size=max(gen.batch_size, 256),
         )
+
+    @property
+    def llm(self):
+        return self._llm.get()
 
     def cache_key_parts(self) -> dict:
         return {
@@ -105,7 +114,7 @@ class VLLMBackend(GenerationBackend):
         return [GenerationResult(o.outputs[0].text.strip(), len(o.outputs[0].token_ids)) for o in outs]
 
     def close(self) -> None:
-        self.llm = None
+        self._llm.drop()
         gc.collect()
         try:
             import torch
