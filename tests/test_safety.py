@@ -27,7 +27,9 @@ def _from_config_kwargs(monkeypatch, tiny_model_dir, **cfg_extra):
     cfg = DictDefault(base_model=str(tiny_model_dir), **cfg_extra)
     mipo = MIPOConfig.model_validate({"datasets": [{"path": "x"}], "generation": {"device": "cpu"}})
     tok = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
-    HFBackend.from_config(cfg, mipo, tok).close()
+    backend = HFBackend.from_config(cfg, mipo, tok)
+    assert backend.model is not None  # loaded at first use
+    backend.close()
     return seen
 
 
