@@ -24,9 +24,9 @@ A third set, "mixed lengths, EOS", lets responses end at different lengths, as
 a real model's do: a batched ``generate`` keeps a finished row in the batch
 until its longest neighbour ends, while the ``hf`` backend drops it. The
 randomly initialised test models practically never sample their EOS token, so
-the tokens these models sample most often, as many as make up 1/16 of their
-samples, stand in for it (the same for all methods); tokens/s counts only the
-tokens before the first of them.
+the tokens these models find most likely, as many as hold 1/16 of their mean
+sampling probability, stand in for it (the same for all methods); tokens/s
+counts only the tokens before the first of them.
 
 The default 48 prompts are 3 plain batches, too few for the token budget to
 form fewer batches than plain batching does; ``--prompts 192 --sets mixed``
@@ -123,7 +123,8 @@ def run_hf(model, tok, prompts, max_new, bs=16):
 
 @torch.no_grad()
 def stop_tokens(model, tok, prompts, max_new, rate: float = 1 / 16) -> list[int]:
-    """The tokens this model samples most often on these prompts, as many as make up ``rate`` of its samples.
+    """The most likely tokens of this model on these prompts, as many as hold ``rate`` of its mean sampling
+    probability.
 
     They stand in for EOS in the EOS prompt set: a stop chance of about 1/16 per token spreads response
     lengths from 1 to ``max_new`` (mean about 12 of 32), as a real model's answers vary.
