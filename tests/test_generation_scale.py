@@ -443,3 +443,26 @@ def test_hf_backend_loads_its_model_only_when_something_is_left_to_generate(tiny
     got, stats = generate_with_cache(again, prompts, GenerationCache(tmp_path, again.cache_key_parts()),
                                      progress=False)
     assert stats.cached == len(prompts) and again._model.value is None
+
+
+def test_a_rank_without_batches_loads_no_model(tiny_model_dir, tmp_path):
+    from axolotl.utils.dict import DictDefault
+    from transformers import AutoTokenizer
+
+    from axolotl_mipo.args import MIPOConfig
+    from axolotl_mipo.generation import backend_from_config
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = DictDefault({"base_model": str(tiny_model_dir)})
+    mipo = MIPOConfig(datasets=[{"path": "x.jsonl"}], generation={"device": "cpu", "max_new_tokens": 4})
+    prompts = _mixed_prompts(2)  # one batch: rank 0's
+    rank0, rank1 = backend_from_config(cfg, mipo, tok), backend_from_config(cfg, mipo, tok)
+
+    def barrier():  # stands in for rank 0 running at the same time
+        generate_with_cache(rank0, prompts, GenerationCache(tmp_path, rank0.cache_key_parts()), progress=False,
+                            rank=0, world_size=2, barrier=lambda: None)
+
+    got, stats = generate_with_cache(rank1, prompts, GenerationCache(tmp_path, rank1.cache_key_parts()),
+                                     progress=False, rank=1, world_size=2, barrier=barrier)
+    assert stats.generated == 0 and len(got) == len(prompts)
+    assert rank0._model.value is not None and rank1._model.value is None

@@ -270,7 +270,8 @@ def generate_with_cache(
         batches = [[pending[j] for j in b]
                    for b in plan_batches(lengths, backend.batch_size, backend.budget_extra_tokens())]
         mine = batches[rank::world_size]
-        workers = backend.workers()
+        # asking for the workers loads their models: not for a rank that has no batch
+        workers = backend.workers() if mine else [backend]
         if len(workers) > 1:
             LOG.info(f"generating on {len(workers)} model copies at once")
         bar = None
