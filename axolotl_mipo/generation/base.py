@@ -82,6 +82,7 @@ class LoadedOnFirstUse:
 
     Nothing about the cache key needs the weights, so a run whose responses are
     all cached (``axolotl train`` after ``axolotl preprocess``) never loads them.
+    ``on_load`` sees the value once, whether it was given or loaded.
     """
 
     def __init__(self, value=None, load: Callable[[], object] | None = None,
@@ -89,6 +90,8 @@ class LoadedOnFirstUse:
         if value is None and load is None:
             raise ValueError("give a value or a function that loads it")
         self.value, self._load, self._on_load = value, load, on_load
+        if value is not None and on_load is not None:
+            on_load(value)
 
     def get(self):
         if self.value is None and self._load is not None:

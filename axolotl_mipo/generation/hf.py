@@ -184,7 +184,6 @@ def _load_model(cfg, gen, device: str, dtype_name: str):
     from transformers import AutoModelForCausalLM
 
     LOG.info(f"mipo: loading {cfg.base_model} on {device} ({dtype_name}) to generate")
-
     kwargs = {
         "dtype": getattr(torch, dtype_name),
         "trust_remote_code": bool(cfg.get("trust_remote_code") or False),
@@ -229,7 +228,6 @@ class HFBackend(GenerationBackend):
     ):
         """``model``, or ``loader``: a function that loads it at first use (``from_config`` passes one, so
         that a run whose responses are all cached never loads the model)."""
-        self._model = LoadedOnFirstUse(model, loader, self._set_stop_ids)
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.max_new_tokens = max_new_tokens
@@ -241,8 +239,7 @@ class HFBackend(GenerationBackend):
         self.batch_size = batch_size
         self.seed = seed
         self.replicas: list[HFBackend] = []  # copies on other devices (from_config with several devices)
-        if model is not None:
-            self._set_stop_ids(model)
+        self._model = LoadedOnFirstUse(model, loader, self._set_stop_ids)  # after the tokenizer: the stop ids read it
 
     @property
     def model(self):
