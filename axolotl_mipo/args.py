@@ -1,4 +1,10 @@
-"""The plugin's options: the ``mipo:`` block of an Axolotl YAML.
+"""The plugin's options: the ``mipo:`` block of an Axolotl YAML, and the loss options as training arguments.
+
+Like Axolotl's ``integrations/kd/args.py``, this module holds both the pydantic
+model of the config block and the training-arguments mixin, and imports nothing
+heavy: Axolotl imports the mixin while its own training-args module is still
+loading, so importing torch, TRL or Axolotl's trainers from here would be
+circular.
 
 Axolotl merges this pydantic model into its config schema and silently drops
 keys it does not know. To make a typo fail loudly, every option lives in one
@@ -10,9 +16,12 @@ written flat instead of inside the block).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from axolotl_mipo.errors import MIPOConfigError
 
 
 class _Strict(BaseModel):
@@ -105,7 +114,7 @@ class MIPOSummaryConfig(_Strict):
     template: str | None = Field(
         default=None,
         description="the summary prompt, with {history} and optionally {max_words}; default: "
-        "axolotl_mipo.data.summary.DEFAULT_TEMPLATE",
+        "axolotl_mipo.pipeline.summary.DEFAULT_TEMPLATE",
     )
     report_rows: int = Field(
         default=32, ge=0, description="rows sampled to compare the MI of summary- vs history-conditioned "
@@ -341,8 +350,6 @@ def validate_mipo_block(raw: Any) -> MIPOConfig:
 
     from pydantic import ValidationError
 
-    from axolotl_mipo.errors import MIPOConfigError
-
     try:
         return MIPOConfig.model_validate(raw)
     except ValidationError as exc:
@@ -356,3 +363,159 @@ def validate_mipo_block(raw: Any) -> MIPOConfig:
                 msg = "unknown option" + (f"; did you mean {close[0]!r}?" if close else "")
             lines.append(f"{where}: {msg}")
         raise MIPOConfigError("invalid 'mipo:' block:\n  " + "\n  ".join(lines)) from None
+
+
+def as_config(raw: Any) -> MIPOConfig:
+    """The validated ``MIPOConfig`` from whatever Axolotl stored (dict, DictDefault or model)."""
+    if raw is None:
+        raise MIPOConfigError("the plugin axolotl_mipo.MIPOPlugin is enabled but the config has no 'mipo:' block")
+    if isinstance(raw, MIPOConfig):
+        return raw
+    return MIPOConfig.model_validate(dict(raw))
+
+
+# --------------------------------------------------------------------------- loss options as training args
+LOSSES = ("dpo", "rmipo", "perce", "rmipo+perce")
+RMIPO_FORMS = ("reference_free", "dpo")
+WEIGHT_SOURCES = ("policy", "reference")
+@dataclass
+class MIPOTrainingArgsMixin:
+    """The loss options as training-argument fields (Axolotl merges this into ``AxolotlDPOConfig``).
+
+    Same names as the ``mipo:`` block with a ``mipo_`` prefix; see
+    :class:`axolotl_mipo.args.MIPOConfig` for their meaning.
+    """
+
+    mipo_loss: str = field(default="dpo", metadata={"help": "dpo | rmipo | perce | rmipo+perce"})
+    mipo_rmipo_form: str = field(default="reference_free", metadata={"help": "reference_free | dpo"})
+    mipo_rmipo_beta: float = field(default=2.0, metadata={"help": "beta of the reference-free RMiPO form"})
+    mipo_rmipo_gamma_min: float = field(default=0.3, metadata={"help": "RMiPO margin for a large PMI gap"})
+    mipo_rmipo_gamma_max: float = field(default=1.6, metadata={"help": "RMiPO margin for a zero/negative PMI gap"})
+    mipo_rmipo_pmi_from: str = field(
+        default="policy", metadata={"help": "policy (every step, as released) | reference (precomputed once)"}
+    )
+    mipo_perce_alpha: float = field(default=1.0, metadata={"help": "weight of the PerCE term on chosen"})
+    mipo_perce_clip_min: float = field(default=0.8, metadata={"help": "PerCE weight lower clip m"})
+    mipo_perce_clip_max: float = field(default=5.0, metadata={"help": "PerCE weight upper clip M"})
+    mipo_perce_token_weighted_dpo: bool = field(
+        default=True, metadata={"help": "weight the preference term's sequence log-probs by PerCE weights"}
+    )
+    mipo_perce_weights_from: str = field(
+        default="policy", metadata={"help": "policy (every step) | reference (precomputed once)"}
+    )
+
+
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(MIPOTrainingArgsMixin)}
+
+
+def _validate_options(opts: dict) -> None:
+    """Raise ``MIPOConfigError`` naming the ``mipo.*`` key of the first bad value."""
+
+    def bad(key: str, why: str):
+        raise MIPOConfigError(f"mipo.{key[5:]}: {why}")
+
+    if opts["mipo_loss"] not in LOSSES:
+        bad("mipo_loss", f"{opts['mipo_loss']!r} is not one of {list(LOSSES)}")
+    if opts["mipo_rmipo_form"] not in RMIPO_FORMS:
+        bad("mipo_rmipo_form", f"{opts['mipo_rmipo_form']!r} is not one of {list(RMIPO_FORMS)}")
+    if opts["mipo_rmipo_pmi_from"] not in WEIGHT_SOURCES:
+        bad("mipo_rmipo_pmi_from", f"{opts['mipo_rmipo_pmi_from']!r} is not one of {list(WEIGHT_SOURCES)}")
+    if opts["mipo_perce_weights_from"] not in WEIGHT_SOURCES:
+        bad("mipo_perce_weights_from", f"{opts['mipo_perce_weights_from']!r} is not one of {list(WEIGHT_SOURCES)}")
+    if not opts["mipo_rmipo_beta"] > 0:
+        bad("mipo_rmipo_beta", "must be > 0")
+    if opts["mipo_rmipo_gamma_min"] > opts["mipo_rmipo_gamma_max"]:
+        bad("mipo_rmipo_gamma_min", "must be <= rmipo_gamma_max")
+    if opts["mipo_perce_alpha"] < 0:
+        bad("mipo_perce_alpha", "must be >= 0")
+    if opts["mipo_perce_clip_min"] > opts["mipo_perce_clip_max"]:
+        bad("mipo_perce_clip_min", "must be <= perce_clip_max")
+
+
+def training_args_from_config(mipo_cfg: Any) -> dict:
+    """The ``mipo_*`` training-argument fields for a ``mipo:`` block.
+
+    Accepts the validated ``MIPOConfig``, or a plain dict / ``DictDefault`` of the
+    block (missing or ``None`` keys take the defaults; keys that are not loss
+    options, such as ``datasets``, are ignored). Returns every field of
+    :class:`MIPOTrainingArgsMixin`.
+    """
+    if mipo_cfg is None:
+        data: dict = {}
+    elif isinstance(mipo_cfg, BaseModel):
+        data = mipo_cfg.model_dump()
+    else:
+        data = dict(mipo_cfg)
+    out = {}
+    for name, default in _FIELD_DEFAULTS.items():
+        value = data.get(name[len("mipo_") :])
+        out[name] = default if value is None else value
+    for name in ("mipo_rmipo_beta", "mipo_rmipo_gamma_min", "mipo_rmipo_gamma_max", "mipo_perce_alpha",
+                 "mipo_perce_clip_min", "mipo_perce_clip_max"):
+        out[name] = float(out[name])
+    out["mipo_perce_token_weighted_dpo"] = bool(out["mipo_perce_token_weighted_dpo"])
+    _validate_options(out)
+    return out
+
+
+@dataclass(frozen=True)
+class MIPOLossSettings:
+    """The options as the trainer uses them, with the derived switches."""
+
+    loss: str = "dpo"
+    rmipo_form: str = "reference_free"
+    rmipo_beta: float = 2.0
+    rmipo_gamma_min: float = 0.3
+    rmipo_gamma_max: float = 1.6
+    rmipo_pmi_from: str = "policy"
+    perce_alpha: float = 1.0
+    perce_clip_min: float = 0.8
+    perce_clip_max: float = 5.0
+    perce_token_weighted_dpo: bool = True
+    perce_weights_from: str = "policy"
+
+    @classmethod
+    def from_args(cls, args: Any) -> "MIPOLossSettings":
+        opts = {name: getattr(args, name, None) for name in _FIELD_DEFAULTS}
+        opts = {name: _FIELD_DEFAULTS[name] if value is None else value for name, value in opts.items()}
+        _validate_options(opts)
+        return cls(**{name[len("mipo_") :]: value for name, value in opts.items()})
+
+    @property
+    def uses_rmipo(self) -> bool:
+        return "rmipo" in self.loss
+
+    @property
+    def uses_perce(self) -> bool:
+        return "perce" in self.loss
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the preference term has reference log-ratios (DPO and RMiPO's DPO form)."""
+        return self.loss in ("dpo", "perce") or (self.uses_rmipo and self.rmipo_form == "dpo")
+
+    @property
+    def token_weighted(self) -> bool:
+        return self.uses_perce and self.perce_token_weighted_dpo
+
+    @property
+    def needs_ref_tokens(self) -> bool:
+        """Precomputed reference data must keep per-token log-probs (weights change the sums)."""
+        return self.needs_reference and self.token_weighted
+
+    @property
+    def ref_pmi(self) -> bool:
+        return self.uses_rmipo and self.rmipo_pmi_from == "reference"
+
+    @property
+    def ref_weights(self) -> bool:
+        return self.uses_perce and self.perce_weights_from == "reference"
+
+    @property
+    def ref_extras(self) -> bool:
+        """Precomputing reference data also computes PerCE weights or RMiPO PMIs (beyond TRL's sums)."""
+        return self.ref_weights or self.ref_pmi
+
+    @property
+    def policy_weights(self) -> bool:
+        return self.uses_perce and self.perce_weights_from == "policy"

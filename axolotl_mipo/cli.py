@@ -28,11 +28,11 @@ def _load_cfg(path: str):
 def cmd_generate(args) -> int:
     from axolotl.loaders import load_tokenizer
 
-    from axolotl_mipo.plugin import _as_config
+    from axolotl_mipo.args import as_config
     from axolotl_mipo.pipeline import build_rows, cache_root
 
     cfg = _load_cfg(args.config)
-    mipo_cfg = _as_config(cfg.get("mipo"))
+    mipo_cfg = as_config(cfg.get("mipo"))
     rows, stats = build_rows(cfg, mipo_cfg, load_tokenizer(cfg))
     from axolotl_mipo.generation.distributed import dist_info
 
@@ -126,8 +126,9 @@ def cmd_eval(args) -> int:
 
     from axolotl_mipo.args import validate_mipo_block
     from axolotl_mipo.data.prompts import PromptFormat
-    from axolotl_mipo.evaluation.evaluate import evaluate_model, load_model, synthetic_checker
+    from axolotl_mipo.evaluation.evaluate import evaluate_model, load_model
     from axolotl_mipo.evaluation.report import write_report
+    from axolotl_mipo.evaluation.synthetic import synthetic_checker
 
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     with open(args.config, encoding="utf-8") as f:

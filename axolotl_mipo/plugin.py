@@ -32,25 +32,16 @@ import os
 
 from axolotl.integrations.base import BasePlugin
 
+from axolotl_mipo.args import as_config, training_args_from_config, validate_mipo_block
 from axolotl_mipo.errors import MIPOConfigError
 
-LOG = logging.getLogger("axolotl_mipo.plugin")
+LOG = logging.getLogger(__name__)
 # Axolotl's console filter lets axolotl* loggers through at INFO, but the root
-# level (WARNING) would drop our records before they get there.
+# level (WARNING) would drop our records before they get there. Every module
+# logs under getLogger(__name__), a child of this one.
 logging.getLogger("axolotl_mipo").setLevel(os.getenv("AXOLOTL_LOG_LEVEL", "INFO").upper())
 
 TRAINER_CLS = "axolotl_mipo.trainer.MIPODPOTrainer"
-
-
-def _as_config(raw):
-    """The validated ``MIPOConfig`` from whatever Axolotl stored (dict, DictDefault or model)."""
-    from axolotl_mipo.args import MIPOConfig
-
-    if raw is None:
-        raise MIPOConfigError("the plugin axolotl_mipo.MIPOPlugin is enabled but the config has no 'mipo:' block")
-    if isinstance(raw, MIPOConfig):
-        return raw
-    return MIPOConfig.model_validate(dict(raw))
 
 
 class MIPOPlugin(BasePlugin):
@@ -60,7 +51,7 @@ class MIPOPlugin(BasePlugin):
         return "axolotl_mipo.args.MIPOArgs"
 
     def get_training_args_mixin(self) -> str:
-        return "axolotl_mipo.trainer.MIPOTrainingArgsMixin"
+        return "axolotl_mipo.args.MIPOTrainingArgsMixin"
 
     # -- config --------------------------------------------------------------
     def register(self, cfg: dict):
@@ -76,8 +67,6 @@ class MIPOPlugin(BasePlugin):
                 "the plugin axolotl_mipo.MIPOPlugin needs a 'mipo:' block with at least "
                 "'datasets: [{path: ...}]'; see example_configs/mipo-tiny-cpu.yml"
             )
-        from axolotl_mipo.args import validate_mipo_block
-
         # validated here too (Axolotl validates again later) for a message that names the key and a fix
         validate_mipo_block(raw)
         rl = cfg.get("rl")
@@ -96,9 +85,7 @@ class MIPOPlugin(BasePlugin):
             raise MIPOConfigError("'sample_packing: true' is not supported by DPO training; remove it")
 
     def get_training_args(self, cfg):
-        from axolotl_mipo.trainer import training_args_from_config
-
-        return training_args_from_config(_as_config(cfg.get("mipo")))
+        return training_args_from_config(as_config(cfg.get("mipo")))
 
     # -- model ---------------------------------------------------------------
     def pre_model_load(self, cfg):
@@ -108,7 +95,7 @@ class MIPOPlugin(BasePlugin):
 
         seed = cfg.get("seed")
         if seed is None:
-            seed = _as_config(cfg.get("mipo")).seed
+            seed = as_config(cfg.get("mipo")).seed
         set_seed(int(seed))
         LOG.info(f"seeded python/numpy/torch with {seed} before loading the model (top-level 'seed', else mipo.seed)")
 
@@ -120,7 +107,7 @@ class MIPOPlugin(BasePlugin):
 
         from axolotl_mipo.pipeline import build_rows
 
-        mipo_cfg = _as_config(cfg.get("mipo"))
+        mipo_cfg = as_config(cfg.get("mipo"))
         rows, _ = build_rows(cfg, mipo_cfg, load_tokenizer(cfg))
         ds = Dataset.from_list(rows)
         eval_ds = None

@@ -2,9 +2,10 @@
 
 The math lives in :mod:`axolotl_mipo.losses`; this module runs the forwards the
 hooks need and feeds the results to it. Options come from the training
-arguments (``mipo_*`` fields of :class:`MIPOTrainingArgsMixin`, which the plugin
-merges into ``AxolotlDPOConfig``); :func:`training_args_from_config` maps the
-``mipo:`` block to them.
+arguments (``mipo_*`` fields of :class:`~axolotl_mipo.args.MIPOTrainingArgsMixin`,
+which the plugin merges into ``AxolotlDPOConfig``);
+:func:`~axolotl_mipo.args.training_args_from_config` maps the ``mipo:`` block to
+them. The batches come from :class:`~axolotl_mipo.collator.MIPOPreferenceCollator`.
 
 What each ``mipo_loss`` costs per step, on top of plain DPO
 (policy forward + backward, reference forward):
@@ -51,22 +52,32 @@ import json
 import logging
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, is_peft_model
+from axolotl.core.trainers.dpo.args import AxolotlDPOConfig
 from axolotl.core.trainers.dpo.trainer import AxolotlDPOTrainer
 from datasets import Dataset, IterableDataset, concatenate_datasets
 from datasets.fingerprint import Hasher
-from pydantic import BaseModel
 from torch.utils.data import DataLoader
 from trl.data_utils import _tokenize
 from trl.models import prepare_deepspeed
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import entropy_from_logits, hash_module, pad, selective_log_softmax, use_adapter
+from trl.trainer.utils import entropy_from_logits, hash_module, selective_log_softmax, use_adapter
 
+from axolotl_mipo.args import MIPOLossSettings, MIPOTrainingArgsMixin
+from axolotl_mipo.collator import (
+    COL_PROMPT_NC_IDS,
+    COL_REF_PIR,
+    COL_REF_PMI,
+    COL_REF_TOKENS,
+    MIPO_BATCH_KEYS,
+    MIPO_COLUMNS,
+    REF_PMI_KEY,
+    MIPOPreferenceCollator,
+)
 from axolotl_mipo.errors import MIPOConfigError, MIPOError
 from axolotl_mipo.losses import (
     PerCEStats,
@@ -82,280 +93,20 @@ from axolotl_mipo.losses import (
     rmipo_reference_free_loss,
 )
 
-LOG = logging.getLogger("axolotl_mipo.trainer")
+LOG = logging.getLogger(__name__)
 
-__all__ = [
-    "MIPODPOConfig",
-    "MIPODPOTrainer",
-    "MIPOLossSettings",
-    "MIPOPreferenceCollator",
-    "MIPOTrainingArgsMixin",
-    "training_args_from_config",
-]
+__all__ = ["MIPODPOConfig", "MIPODPOTrainer"]
 
-LOSSES = ("dpo", "rmipo", "perce", "rmipo+perce")
-RMIPO_FORMS = ("reference_free", "dpo")
-WEIGHT_SOURCES = ("policy", "reference")
-
-# dataset columns this trainer adds
-COL_PROMPT_NC_IDS = "prompt_no_context_ids"
-COL_REF_TOKENS = ("ref_chosen_token_logps", "ref_rejected_token_logps")
-COL_REF_PIR = ("perce_ref_chosen_pir", "perce_ref_rejected_pir")
-COL_REF_PMI = ("rmipo_ref_chosen_pmi", "rmipo_ref_rejected_pmi")
-MIPO_COLUMNS = (COL_PROMPT_NC_IDS, *COL_REF_TOKENS, *COL_REF_PIR, *COL_REF_PMI)
-
-# batch keys the collator wrapper adds; never passed to the model
-NC_KEYS = ("nc_input_ids", "nc_attention_mask", "nc_completion_mask")
-REF_TOKEN_KEYS = ("ref_token_logps", "ref_token_mask")
-REF_PIR_KEYS = ("perce_ref_pir", "perce_ref_pir_mask")
-REF_PMI_KEY = "rmipo_ref_pmi"
-MIPO_BATCH_KEYS = frozenset((*NC_KEYS, *REF_TOKEN_KEYS, *REF_PIR_KEYS, REF_PMI_KEY))
 _NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}) | MIPO_BATCH_KEYS
 
+if issubclass(AxolotlDPOConfig, MIPOTrainingArgsMixin):
+    # the plugin was registered before Axolotl built its training args: the fields are already there
+    MIPODPOConfig = AxolotlDPOConfig
+else:
 
-# --------------------------------------------------------------------------- options
-@dataclass
-class MIPOTrainingArgsMixin:
-    """The loss options as training-argument fields (Axolotl merges this into ``AxolotlDPOConfig``).
-
-    Same names as the ``mipo:`` block with a ``mipo_`` prefix; see
-    :class:`axolotl_mipo.args.MIPOConfig` for their meaning.
-    """
-
-    mipo_loss: str = field(default="dpo", metadata={"help": "dpo | rmipo | perce | rmipo+perce"})
-    mipo_rmipo_form: str = field(default="reference_free", metadata={"help": "reference_free | dpo"})
-    mipo_rmipo_beta: float = field(default=2.0, metadata={"help": "beta of the reference-free RMiPO form"})
-    mipo_rmipo_gamma_min: float = field(default=0.3, metadata={"help": "RMiPO margin for a large PMI gap"})
-    mipo_rmipo_gamma_max: float = field(default=1.6, metadata={"help": "RMiPO margin for a zero/negative PMI gap"})
-    mipo_rmipo_pmi_from: str = field(
-        default="policy", metadata={"help": "policy (every step, as released) | reference (precomputed once)"}
-    )
-    mipo_perce_alpha: float = field(default=1.0, metadata={"help": "weight of the PerCE term on chosen"})
-    mipo_perce_clip_min: float = field(default=0.8, metadata={"help": "PerCE weight lower clip m"})
-    mipo_perce_clip_max: float = field(default=5.0, metadata={"help": "PerCE weight upper clip M"})
-    mipo_perce_token_weighted_dpo: bool = field(
-        default=True, metadata={"help": "weight the preference term's sequence log-probs by PerCE weights"}
-    )
-    mipo_perce_weights_from: str = field(
-        default="policy", metadata={"help": "policy (every step) | reference (precomputed once)"}
-    )
-
-
-_FIELD_DEFAULTS = {f.name: f.default for f in fields(MIPOTrainingArgsMixin)}
-
-
-def _validate_options(opts: dict) -> None:
-    """Raise ``MIPOConfigError`` naming the ``mipo.*`` key of the first bad value."""
-
-    def bad(key: str, why: str):
-        raise MIPOConfigError(f"mipo.{key[5:]}: {why}")
-
-    if opts["mipo_loss"] not in LOSSES:
-        bad("mipo_loss", f"{opts['mipo_loss']!r} is not one of {list(LOSSES)}")
-    if opts["mipo_rmipo_form"] not in RMIPO_FORMS:
-        bad("mipo_rmipo_form", f"{opts['mipo_rmipo_form']!r} is not one of {list(RMIPO_FORMS)}")
-    if opts["mipo_rmipo_pmi_from"] not in WEIGHT_SOURCES:
-        bad("mipo_rmipo_pmi_from", f"{opts['mipo_rmipo_pmi_from']!r} is not one of {list(WEIGHT_SOURCES)}")
-    if opts["mipo_perce_weights_from"] not in WEIGHT_SOURCES:
-        bad("mipo_perce_weights_from", f"{opts['mipo_perce_weights_from']!r} is not one of {list(WEIGHT_SOURCES)}")
-    if not opts["mipo_rmipo_beta"] > 0:
-        bad("mipo_rmipo_beta", "must be > 0")
-    if opts["mipo_rmipo_gamma_min"] > opts["mipo_rmipo_gamma_max"]:
-        bad("mipo_rmipo_gamma_min", "must be <= rmipo_gamma_max")
-    if opts["mipo_perce_alpha"] < 0:
-        bad("mipo_perce_alpha", "must be >= 0")
-    if opts["mipo_perce_clip_min"] > opts["mipo_perce_clip_max"]:
-        bad("mipo_perce_clip_min", "must be <= perce_clip_max")
-
-
-def training_args_from_config(mipo_cfg: Any) -> dict:
-    """The ``mipo_*`` training-argument fields for a ``mipo:`` block.
-
-    Accepts the validated ``MIPOConfig``, or a plain dict / ``DictDefault`` of the
-    block (missing or ``None`` keys take the defaults; keys that are not loss
-    options, such as ``datasets``, are ignored). Returns every field of
-    :class:`MIPOTrainingArgsMixin`.
-    """
-    if mipo_cfg is None:
-        data: dict = {}
-    elif isinstance(mipo_cfg, BaseModel):
-        data = mipo_cfg.model_dump()
-    else:
-        data = dict(mipo_cfg)
-    out = {}
-    for name, default in _FIELD_DEFAULTS.items():
-        value = data.get(name[len("mipo_") :])
-        out[name] = default if value is None else value
-    for name in ("mipo_rmipo_beta", "mipo_rmipo_gamma_min", "mipo_rmipo_gamma_max", "mipo_perce_alpha",
-                 "mipo_perce_clip_min", "mipo_perce_clip_max"):
-        out[name] = float(out[name])
-    out["mipo_perce_token_weighted_dpo"] = bool(out["mipo_perce_token_weighted_dpo"])
-    _validate_options(out)
-    return out
-
-
-@dataclass(frozen=True)
-class MIPOLossSettings:
-    """The options as the trainer uses them, with the derived switches."""
-
-    loss: str = "dpo"
-    rmipo_form: str = "reference_free"
-    rmipo_beta: float = 2.0
-    rmipo_gamma_min: float = 0.3
-    rmipo_gamma_max: float = 1.6
-    rmipo_pmi_from: str = "policy"
-    perce_alpha: float = 1.0
-    perce_clip_min: float = 0.8
-    perce_clip_max: float = 5.0
-    perce_token_weighted_dpo: bool = True
-    perce_weights_from: str = "policy"
-
-    @classmethod
-    def from_args(cls, args: Any) -> "MIPOLossSettings":
-        opts = {name: getattr(args, name, None) for name in _FIELD_DEFAULTS}
-        opts = {name: _FIELD_DEFAULTS[name] if value is None else value for name, value in opts.items()}
-        _validate_options(opts)
-        return cls(**{name[len("mipo_") :]: value for name, value in opts.items()})
-
-    @property
-    def uses_rmipo(self) -> bool:
-        return "rmipo" in self.loss
-
-    @property
-    def uses_perce(self) -> bool:
-        return "perce" in self.loss
-
-    @property
-    def needs_reference(self) -> bool:
-        """Whether the preference term has reference log-ratios (DPO and RMiPO's DPO form)."""
-        return self.loss in ("dpo", "perce") or (self.uses_rmipo and self.rmipo_form == "dpo")
-
-    @property
-    def token_weighted(self) -> bool:
-        return self.uses_perce and self.perce_token_weighted_dpo
-
-    @property
-    def needs_ref_tokens(self) -> bool:
-        """Precomputed reference data must keep per-token log-probs (weights change the sums)."""
-        return self.needs_reference and self.token_weighted
-
-    @property
-    def ref_pmi(self) -> bool:
-        return self.uses_rmipo and self.rmipo_pmi_from == "reference"
-
-    @property
-    def ref_weights(self) -> bool:
-        return self.uses_perce and self.perce_weights_from == "reference"
-
-    @property
-    def ref_extras(self) -> bool:
-        """Precomputing reference data also computes PerCE weights or RMiPO PMIs (beyond TRL's sums)."""
-        return self.ref_weights or self.ref_pmi
-
-    @property
-    def policy_weights(self) -> bool:
-        return self.uses_perce and self.perce_weights_from == "policy"
-
-
-def __getattr__(name: str):
-    # Importing AxolotlDPOConfig runs Axolotl's merge of plugin training-arg mixins,
-    # which imports this module for MIPOTrainingArgsMixin: building the config class
-    # at import time would be circular.
-    if name == "MIPODPOConfig":
-        from axolotl.core.trainers.dpo.args import AxolotlDPOConfig
-
-        if issubclass(AxolotlDPOConfig, MIPOTrainingArgsMixin):
-            # the plugin was registered before Axolotl built its training args: the fields are already there
-            cls = AxolotlDPOConfig
-        else:
-
-            @dataclass
-            class MIPODPOConfig(MIPOTrainingArgsMixin, AxolotlDPOConfig):
-                """``AxolotlDPOConfig`` with the ``mipo_*`` fields, for building the trainer without the plugin."""
-
-            MIPODPOConfig.__module__ = __name__
-            MIPODPOConfig.__qualname__ = "MIPODPOConfig"
-            cls = MIPODPOConfig
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# --------------------------------------------------------------------------- collator
-def _pad_floats(rows: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max((len(r) for r in rows), default=0)
-    values = torch.zeros(len(rows), width, dtype=torch.float32)
-    mask = torch.zeros(len(rows), width, dtype=torch.bool)
-    for i, r in enumerate(rows):
-        if r:
-            values[i, : len(r)] = torch.tensor(r, dtype=torch.float32)
-            mask[i, : len(r)] = True
-    return values, mask
-
-
-@dataclass
-class MIPOPreferenceCollator:
-    """Wraps TRL's preference collator and adds the inputs the loss hooks need.
-
-    TRL's ``DataCollatorForPreference`` keeps only the columns it knows. This
-    wrapper calls it, then adds:
-
-    * ``nc_*`` (``emit_no_context``): ``prompt_no_context_ids + response`` rows
-      for PerCE's no-context forward, chosen rows then (``no_context_rows="both"``)
-      rejected rows. The response is the part of it the main row kept after
-      truncation, so both forwards score the same tokens. With ``keep_end`` the
-      row is cut to ``max_length`` from the left like the main row; with
-      ``keep_start`` it is not cut (that would drop response tokens the main
-      row scores; without the context it is normally the shorter row anyway).
-    * ``ref_token_logps``/``ref_token_mask``: precomputed reference per-token
-      log-probs, ``[2B, K]`` left-aligned (chosen rows first).
-    * ``perce_ref_pir``/``perce_ref_pir_mask``: precomputed reference PIR, same layout.
-    * ``rmipo_ref_pmi``: precomputed reference PMI of each response, ``[2B]`` (chosen first).
-    """
-
-    inner: Any
-    pad_token_id: int
-    max_length: int | None = None
-    truncation_mode: str = "keep_start"
-    emit_no_context: bool = False
-    no_context_rows: str = "both"
-
-    def _kept(self, prompt_len: int, response: list[int]) -> list[int]:
-        if self.max_length is None:
-            return response
-        if self.truncation_mode == "keep_end":
-            return response[max(0, len(response) - self.max_length) :]
-        return response[: max(0, self.max_length - prompt_len)]
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        out = self.inner(examples)
-        if self.emit_no_context:
-            keys = ("chosen_ids", "rejected_ids") if self.no_context_rows == "both" else ("chosen_ids",)
-            ids, comp = [], []
-            for key in keys:
-                for ex in examples:
-                    if COL_PROMPT_NC_IDS not in ex:
-                        raise MIPOError(
-                            f"batch has no {COL_PROMPT_NC_IDS!r}: the dataset was not prepared by MIPODPOTrainer"
-                        )
-                    nc = list(ex[COL_PROMPT_NC_IDS])
-                    kept = self._kept(len(ex["prompt_ids"]), list(ex[key]))
-                    row, row_mask = nc + kept, [0] * len(nc) + [1] * len(kept)
-                    if self.max_length is not None and self.truncation_mode == "keep_end":
-                        # the main row lost its start, so this one loses the same amount of left context
-                        row, row_mask = row[-self.max_length :], row_mask[-self.max_length :]
-                    ids.append(torch.tensor(row, dtype=torch.long))
-                    comp.append(torch.tensor(row_mask, dtype=torch.long))
-            out["nc_input_ids"] = pad(ids, padding_value=self.pad_token_id, padding_side="right")
-            out["nc_attention_mask"] = pad([torch.ones_like(t) for t in ids], padding_value=0, padding_side="right")
-            out["nc_completion_mask"] = pad(comp, padding_value=0, padding_side="right")
-        for cols, keys in ((COL_REF_TOKENS, REF_TOKEN_KEYS), (COL_REF_PIR, REF_PIR_KEYS)):
-            if cols[0] in examples[0]:
-                rows = [list(ex[cols[0]]) for ex in examples] + [list(ex[cols[1]]) for ex in examples]
-                out[keys[0]], out[keys[1]] = _pad_floats(rows)
-        if COL_REF_PMI[0] in examples[0]:
-            out[REF_PMI_KEY] = torch.tensor([float(ex[c]) for c in COL_REF_PMI for ex in examples])
-        return out
+    @dataclass
+    class MIPODPOConfig(MIPOTrainingArgsMixin, AxolotlDPOConfig):
+        """``AxolotlDPOConfig`` with the ``mipo_*`` fields, for building the trainer without the plugin."""
 
 
 def _compact_rows(values: torch.Tensor, mask: torch.Tensor) -> list[list[float]]:
@@ -375,7 +126,6 @@ def _response_alone(input_ids: torch.Tensor, completion_mask: torch.Tensor, pad_
     ids = ids.scatter(-1, idx, torch.where(cm, input_ids, torch.full_like(input_ids, pad_token_id)))[:, :width]
     att = (torch.arange(width, device=input_ids.device).unsqueeze(0) < n.unsqueeze(-1)).long()
     return ids, att
-
 
 # --------------------------------------------------------------------------- trainer
 class MIPODPOTrainer(AxolotlDPOTrainer):

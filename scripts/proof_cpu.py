@@ -117,7 +117,7 @@ def sft(seed: int, rows, users, out_dir: Path, threads: int) -> dict:
 
     from axolotl_mipo.data.prompts import build_messages
     from axolotl_mipo.evaluation import synthetic as S
-    from axolotl_mipo.evaluation.scoring import tokenize_prompt_response
+    from axolotl_mipo.scoring import tokenize_prompt_response
     from axolotl_mipo.testing.tiny import TinyModelSpec, build_model, build_tokenizer
 
     torch.set_num_threads(threads)
@@ -276,7 +276,7 @@ def read_pairs(out: Path, tok, train_rows, strategy: str, seed: int) -> list[dic
 
     Pairs the builder dropped (an empty or identical response) are left out, as in training.
     """
-    from axolotl_mipo.data.builder import render_prompt
+    from axolotl_mipo.pipeline.builder import render_prompt
     from axolotl_mipo.data.example import Example
     from axolotl_mipo.data.prompts import build_messages
     from axolotl_mipo.generation.cache import prompt_key
@@ -315,7 +315,7 @@ def pair_diagnostics(pairs: list[dict], base_dir: Path, adapter: Path, tok) -> d
     from axolotl_mipo.data.prompts import build_messages
     from axolotl_mipo.evaluation import synthetic as S
     from axolotl_mipo.evaluation.evaluate import load_model
-    from axolotl_mipo.evaluation.scoring import response_logprobs
+    from axolotl_mipo.scoring import response_logprobs
 
     if not pairs:
         return {}
@@ -353,7 +353,8 @@ def worker(seed: int, out: Path, threads: int, strategy: str = "drop_context") -
     from transformers import AutoTokenizer
 
     from axolotl_mipo.evaluation import synthetic as S
-    from axolotl_mipo.evaluation.evaluate import evaluate_model, load_model, synthetic_checker
+    from axolotl_mipo.evaluation.evaluate import evaluate_model, load_model
+    from axolotl_mipo.evaluation.synthetic import synthetic_checker
 
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,5 @@
+import importlib
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "mipo-strategy-example"
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +92,33 @@ def context_blind_model(tiny_model_and_tokenizer):
             return SimpleNamespace(logits=self.table[input_ids])
 
     return Bigram(len(tiny_model_and_tokenizer[1]))
+
+
+def _installed_from_here() -> bool:
+    try:
+        mod = importlib.import_module("mipo_strategy_example")
+    except ImportError:
+        return False
+    eps = importlib.metadata.entry_points(group="axolotl_mipo.pairing")
+    return (Path(mod.__file__).resolve().is_relative_to(EXAMPLE.resolve())
+            and any(ep.name == "shuffled_query" for ep in eps))
+
+
+@pytest.fixture(scope="session")
+def example_package():
+    """``pip install -e examples/mipo-strategy-example`` into this interpreter's environment (once)."""
+    if not _installed_from_here():
+        if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
+            pytest.skip("pip is not available in this environment")
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(EXAMPLE)],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        importlib.invalidate_caches()
+        # the editable install's .pth file is read by new interpreters; this one needs the path itself
+        src = str(EXAMPLE / "src")
+        if src not in sys.path:
+            sys.path.append(src)
+    assert _installed_from_here()
+    return importlib.import_module("mipo_strategy_example")

@@ -8,12 +8,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from axolotl_mipo.args import MIPODatasetConfig
-from axolotl_mipo.data.builder import build_preference_rows
+from axolotl_mipo.pipeline.builder import build_preference_rows
 from axolotl_mipo.data.rows import load_examples
 from axolotl_mipo.errors import MIPOError
-from axolotl_mipo.generation.base import GenerationBackend, GenerationResult
+from axolotl_mipo.generation.base import GenerationResult
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.pairing import get_strategy
+from axolotl_mipo.testing.fake_backend import FakeBackend
 
 NASTY = ["", " ", "\x00", "\n", "<|eot_id|>", "<|start_header_id|>system<|end_header_id|>", "{context}", "{query}",
          "\ud800", "é", "中文", "\u200b", "a" * 300]
@@ -42,25 +43,15 @@ line = st.integers(0, 19).flatmap(
     lambda k: broken if k == 0 else row.map(lambda r: json.dumps(r, ensure_ascii=False, default=str)))
 
 
-class EchoBackend(GenerationBackend):
-    name = "echo"
-    batch_size = 8
+def _echo(mode: str):
+    def respond(p):
+        if mode == "constant":
+            return GenerationResult("same", 1)
+        if mode == "empty":
+            return GenerationResult("", 0)
+        return GenerationResult(f"r{hash(p) % 10_000}<|eot_id|>", 2)
 
-    def __init__(self, mode):
-        self.mode = mode
-
-    def cache_key_parts(self):
-        return {"echo": self.mode}
-
-    def prompt_lengths(self, prompts):
-        return [len(p) // 4 for p in prompts]
-
-    def generate_batch(self, prompts):
-        if self.mode == "constant":
-            return [GenerationResult("same", 1) for _ in prompts]
-        if self.mode == "empty":
-            return [GenerationResult("", 0) for _ in prompts]
-        return [GenerationResult(f"r{hash(p) % 10_000}<|eot_id|>", 2) for p in prompts]
+    return FakeBackend(respond, name="echo", batch_size=8, prompt_length=lambda p: len(p) // 4, key={"echo": mode})
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -80,7 +71,7 @@ def test_builder_returns_valid_rows_or_a_documented_error(tiny_model_and_tokeniz
         path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
         try:
             exs = load_examples([MIPODatasetConfig(path=str(path), format=fmt)], on_bad_row=on_bad_row)
-            rows, stats = build_preference_rows(exs, get_strategy(strategy), EchoBackend(mode),
+            rows, stats = build_preference_rows(exs, get_strategy(strategy), _echo(mode),
                                                 GenerationCache(Path(d) / "cache", {}), tok,
                                                 max_prompt_tokens=limit, progress=False)
         except MIPOError as err:

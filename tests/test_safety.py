@@ -1,7 +1,6 @@
-"""Safety: no remote code unless asked, no pickles (strategy imports: tests/test_pairing.py)."""
+"""Safety: no remote code unless asked, no pickles (strategy imports: tests/pairing/test_registry.py)."""
 
 import pickle
-import sys
 
 import pytest
 

@@ -26,7 +26,7 @@ from typing import Any
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.errors import MIPODataError
 
-LOG = logging.getLogger("axolotl_mipo.rows")
+LOG = logging.getLogger(__name__)
 
 _LOCAL_LOADERS = {".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 

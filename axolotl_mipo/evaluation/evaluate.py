@@ -7,7 +7,7 @@
    prompt, so a response does not depend on the batch it landed in, and the
    same seed gives the same responses).
 2. **Pointwise conditional MI** of those responses,
-   ``log p(y|x,c) - log p(y|x)`` per row (:mod:`~axolotl_mipo.evaluation.scoring`
+   ``log p(y|x,c) - log p(y|x)`` per row (:mod:`~axolotl_mipo.scoring`
    scores exactly the tokens DPO trains on), and of the reference responses
    when the rows have them.
 3. **Context identification** for every K in ``k_values``: is the row's own
@@ -51,9 +51,9 @@ from axolotl_mipo.data.example import Example
 from axolotl_mipo.data.prompts import PromptFormat, build_messages
 from axolotl_mipo.evaluation import metrics as M
 from axolotl_mipo.evaluation.report import EvalRun
-from axolotl_mipo.evaluation.scoring import conditional_logprobs, context_score_matrix
+from axolotl_mipo.scoring import conditional_logprobs, context_score_matrix
 
-LOG = logging.getLogger("axolotl_mipo.evaluation")
+LOG = logging.getLogger(__name__)
 
 DEFAULT_K = (2, 4, 8)
 
@@ -174,7 +174,7 @@ def generate_responses(model, tokenizer, examples: Sequence[Example], *, fmt: Pr
                        top_k: int | None = None, seed: int = 0, batch_size: int = 16,
                        progress: bool = True) -> list[tuple[str, int]]:
     """``(text, n_tokens)`` per example, generated WITH its context; batch-invariant per-row sampling."""
-    from axolotl_mipo.data.builder import neutralize, render_prompt, special_token_strings
+    from axolotl_mipo.pipeline.builder import neutralize, render_prompt, special_token_strings
     from axolotl_mipo.generation.base import plan_batches
     from axolotl_mipo.generation.hf import HFBackend
 
@@ -293,7 +293,7 @@ def evaluate_model(
     ``self_bleu``, ``distinct_2``, ``response_tokens``, ``empty_share``;
     ``judge_*`` when a judge is given.
     """
-    from axolotl_mipo.data.builder import neutralize_examples
+    from axolotl_mipo.pipeline.builder import neutralize_examples
 
     examples = list(examples)[: n_generate] if n_generate else list(examples)
     if not examples:
@@ -411,32 +411,3 @@ def load_model(base: str, adapter: str | None = None, *, device: str | None = No
     model.to(device)
     model.eval()
     return model
-
-
-def synthetic_preferences(context: str) -> dict[str, str] | None:
-    """The synthetic task's preferences, read back from a context built by its phrase table (else ``None``)."""
-    from axolotl_mipo.evaluation import synthetic as S
-
-    prefs: dict[str, str] = {}
-    for value, phrases in S._CONTEXT_PHRASES.items():
-        if any(ph in context for ph in phrases):
-            dim = next(d for d, vals in (("length", S.LENGTHS), ("formality", S.FORMALITIES),
-                                         ("topic", S.TOPICS), ("format", S.FORMATS)) if value in vals)
-            if prefs.get(dim, value) != value:
-                return None
-            prefs[dim] = value
-    return prefs if set(prefs) == set(S.DIMENSIONS) else None
-
-
-def synthetic_checker(responses: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
-    """Preference satisfaction on the synthetic task: share of responses obeying each preference, and ``all``.
-
-    Preferences come from ``meta['preferences']`` or are read back from the
-    context text; when some row has neither, nothing is reported.
-    """
-    from axolotl_mipo.evaluation.synthetic import preference_satisfaction
-
-    prefs = [ex.meta.get("preferences") or synthetic_preferences(ex.context or "") for ex in examples]
-    if any(p is None for p in prefs):
-        return {}
-    return preference_satisfaction(responses, prefs)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-LOG = logging.getLogger("axolotl_mipo.evaluation")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass

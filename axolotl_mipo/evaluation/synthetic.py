@@ -291,6 +291,31 @@ def preference_satisfaction(
     return out
 
 
+def synthetic_preferences(context: str) -> dict[str, str] | None:
+    """The synthetic task's preferences, read back from a context built by its phrase table (else ``None``)."""
+    prefs: dict[str, str] = {}
+    for value, phrases in _CONTEXT_PHRASES.items():
+        if any(ph in context for ph in phrases):
+            dim = next(d for d, vals in (("length", LENGTHS), ("formality", FORMALITIES),
+                                         ("topic", TOPICS), ("format", FORMATS)) if value in vals)
+            if prefs.get(dim, value) != value:
+                return None
+            prefs[dim] = value
+    return prefs if set(prefs) == set(DIMENSIONS) else None
+
+
+def synthetic_checker(responses: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
+    """Preference satisfaction on the synthetic task: share of responses obeying each preference, and ``all``.
+
+    Preferences come from ``meta['preferences']`` or are read back from the
+    context text; when some row has neither, nothing is reported.
+    """
+    prefs = [ex.meta.get("preferences") or synthetic_preferences(ex.context or "") for ex in examples]
+    if any(p is None for p in prefs):
+        return {}
+    return preference_satisfaction(responses, prefs)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Write the synthetic personalization task as JSONL.")
     p.add_argument("out")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from axolotl_mipo.errors import MIPOGenerationError
 from axolotl_mipo.generation.cache import GenerationCache, prompt_key
 
-LOG = logging.getLogger("axolotl_mipo.generation")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from axolotl_mipo.errors import MIPOConfigError
 from axolotl_mipo.generation.base import GenerationBackend, GenerationResult, LoadedOnFirstUse
 from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
 
-LOG = logging.getLogger("axolotl_mipo.generation")
+LOG = logging.getLogger(__name__)
 
 
 def _prompt_seed(seed: int, prompt: str) -> int:

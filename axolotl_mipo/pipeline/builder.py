@@ -27,7 +27,7 @@ from axolotl_mipo.generation.base import GenerationBackend, GenerationStats, gen
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.pairing.base import GenRequest, PairingStrategy
 
-LOG = logging.getLogger("axolotl_mipo.builder")
+LOG = logging.getLogger(__name__)
 
 
 @dataclass

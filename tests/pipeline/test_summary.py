@@ -6,10 +6,11 @@ import pytest
 
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.data.prompts import PromptFormat
-from axolotl_mipo.data.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts
+from axolotl_mipo.pipeline.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts
 from axolotl_mipo.errors import MIPOConfigError
-from axolotl_mipo.generation.base import GenerationBackend, GenerationResult
+from axolotl_mipo.generation.base import GenerationResult
 from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.testing.fake_backend import FakeBackend
 
 HISTORIES = [
     " ".join(f"I loved the {w} concert and rated it five stars." for w in ("jazz", "blues", "swing", "soul")),
@@ -19,28 +20,13 @@ HISTORIES = [
 HISTORIES[2] = "Reads poetry every night. " * 6
 
 
-class SummaryBackend(GenerationBackend):
-    """Writes 'likes X' for a history about X, nothing for the poetry one; records max_new_tokens per call."""
+def _summary_text(prompt: str) -> str:
+    """'likes X' for a history about X, nothing for the poetry one."""
+    return "likes jazz" if "jazz" in prompt else "likes gardening, short answers" if "seeds" in prompt else ""
 
-    name = "summary-fake"
 
-    def __init__(self):
-        self.batch_size, self.max_new_tokens, self.calls, self.seen_max = 4, 512, 0, []
-
-    def cache_key_parts(self):
-        return {"backend": self.name, "max_new_tokens": self.max_new_tokens}
-
-    def prompt_lengths(self, prompts):
-        return [len(p) for p in prompts]
-
-    def generate_batch(self, prompts):
-        self.calls += 1
-        self.seen_max.append(self.max_new_tokens)
-        out = []
-        for p in prompts:
-            text = "likes jazz" if "jazz" in p else "likes gardening, short answers" if "seeds" in p else ""
-            out.append(GenerationResult(text, len(text.split())))
-        return out
+def SummaryBackend():
+    return FakeBackend(_summary_text, name="summary-fake", prompt_length=len)
 
 
 def _examples():
@@ -59,7 +45,7 @@ def test_contexts_become_cached_summaries_and_the_reduction_is_reported(tok, tmp
     assert [ex.context for ex in out[:3]] == ["likes jazz", "likes gardening, short answers", HISTORIES[2]]
     assert all(ex.meta["history"] == HISTORIES[i % 3] for i, ex in enumerate(out))
     assert [ex.messages for ex in out] == [ex.messages for ex in _examples()]  # only the context changes
-    assert backend.calls == 1 and backend.seen_max == [40] and backend.max_new_tokens == 512  # restored
+    assert backend.generate_calls == 1 and backend.seen_max_new_tokens == [40] and backend.max_new_tokens == 512  # restored
     assert report.contexts == 3 and report.empty_summaries == 1
 
     def n(t):
@@ -74,10 +60,10 @@ def test_contexts_become_cached_summaries_and_the_reduction_is_reported(tok, tmp
 
     # a second run reads every summary from the cache; another template is another cache
     again, _ = summarize_contexts(_examples(), backend, str(tmp_path), tok, max_new_tokens=40, progress=False)
-    assert backend.calls == 1 and [e.context for e in again] == [e.context for e in out]
+    assert backend.generate_calls == 1 and [e.context for e in again] == [e.context for e in out]
     summarize_contexts(_examples(), backend, str(tmp_path), tok, max_new_tokens=40, progress=False,
                        template="Sum up: {history}")
-    assert backend.calls == 2
+    assert backend.generate_calls == 2
 
 
 def test_long_histories_keep_their_most_recent_part(tok, tmp_path):
@@ -119,7 +105,7 @@ def test_config_block_and_refusals():
 def test_mi_of_summary_and_history_conditioned_responses_with_the_tiny_model(tiny_model_and_tokenizer, tmp_path):
     """The hf path end to end on the tiny model: summaries, responses under both contexts, scored MI."""
     from axolotl_mipo.evaluation.metrics import pointwise_mi
-    from axolotl_mipo.evaluation.scoring import conditional_logprobs
+    from axolotl_mipo.scoring import conditional_logprobs
     from axolotl_mipo.generation.hf import HFBackend
 
     model, tok = tiny_model_and_tokenizer
@@ -135,7 +121,7 @@ def test_mi_of_summary_and_history_conditioned_responses_with_the_tiny_model(tin
     import random
 
     sample = random.Random(0).sample(out, 4)
-    from axolotl_mipo.data.builder import render_prompt
+    from axolotl_mipo.pipeline.builder import render_prompt
     from axolotl_mipo.data.prompts import build_messages
 
     from axolotl_mipo.generation.cache import prompt_key

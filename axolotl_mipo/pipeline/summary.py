@@ -32,9 +32,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 from axolotl_mipo.data.example import Example
+from axolotl_mipo.data.prompts import build_messages
 from axolotl_mipo.errors import MIPOConfigError
+from axolotl_mipo.generation.base import generate_with_cache
+from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.pipeline.builder import render_prompt
+from axolotl_mipo.scoring import conditional_logprobs, pointwise_mi
 
-LOG = logging.getLogger("axolotl_mipo.summary")
+LOG = logging.getLogger(__name__)
 
 CACHE_PURPOSE = "preference_summary-v1"
 
@@ -72,8 +77,6 @@ class SummaryReport:
 
 
 def summary_prompt(tokenizer, history: str, template: str, max_words: int) -> str:
-    from axolotl_mipo.data.builder import render_prompt
-
     return render_prompt(tokenizer, [{"role": "user", "content": template.format(history=history,
                                                                                  max_words=max_words)}])
 
@@ -118,9 +121,6 @@ def summarize_contexts(
 
     The original history stays in ``example.meta["history"]``.
     """
-    from axolotl_mipo.generation.base import generate_with_cache
-    from axolotl_mipo.generation.cache import GenerationCache
-
     if any(ex.context is None for ex in examples):
         raise MIPOConfigError("mipo.context_builder preference_summary needs a user context (history) per row; "
                               "a dataset has format 'prompt'")
@@ -183,12 +183,6 @@ def mi_summary_vs_history(
     the chosen ones of drop_context-style strategies, so usually cached). Needs
     a backend with a local model to score with (``hf``); others are skipped.
     """
-    from axolotl_mipo.data.builder import render_prompt
-    from axolotl_mipo.data.prompts import build_messages
-    from axolotl_mipo.evaluation.metrics import pointwise_mi
-    from axolotl_mipo.evaluation.scoring import conditional_logprobs
-    from axolotl_mipo.generation.base import generate_with_cache
-
     model = getattr(backend, "model", None)
     if rows <= 0 or model is None or not hasattr(model, "forward"):
         if rows > 0:

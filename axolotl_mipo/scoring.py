@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.data.prompts import PromptFormat, build_messages
 
-LOG = logging.getLogger("axolotl_mipo.evaluation")
+LOG = logging.getLogger(__name__)
 
 
 def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
@@ -235,3 +237,87 @@ def context_score_matrix(
         out.append([lp for lp, _ in scored[pos:pos + k]])
         pos += k
     return out
+
+
+def mean_or_nan(xs: Sequence[float]) -> float:
+    """Arithmetic mean; NaN for no values."""
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def sample_std(xs: Sequence[float]) -> float:
+    """Sample standard deviation (n-1); 0 for a single value, NaN for none."""
+    if not xs:
+        return float("nan")
+    if len(xs) == 1:
+        return 0.0
+    m = mean_or_nan(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+# --------------------------------------------------------------------------- pointwise MI
+
+
+@dataclass
+class MIResult:
+    """Pointwise conditional MI ``log p(y|x,c) - log p(y|x)``, in nats.
+
+    ``mean`` is the estimate of the conditional MI I(Y; C | X) when the ``y``
+    were sampled from the model under ``(x, c)``; for reference responses it is
+    how much the context raises the likelihood of what the user actually wrote.
+    ``per_token_mean`` divides each row's difference by its response length
+    first (only when token counts were given) so long responses do not dominate.
+    """
+
+    mean: float
+    std: float
+    sem: float
+    n: int
+    per_row: list[float]
+    per_token_mean: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _as_logps(values) -> tuple[list[float], list[int] | None]:
+    logps, counts = [], []
+    for v in values:
+        if isinstance(v, (tuple, list)):
+            logps.append(float(v[0]))
+            counts.append(int(v[1]))
+        else:
+            logps.append(float(v))
+            counts.append(-1)
+    return logps, (counts if counts and all(c >= 0 for c in counts) else None)
+
+
+def pointwise_mi(logp_with: Sequence, logp_without: Sequence) -> MIResult:
+    """Mean and per-row ``logp_with - logp_without``.
+
+    Accepts plain floats or the ``(logp, n_tokens)`` tuples that
+    :func:`response_logprobs` returns (then
+    ``per_token_mean`` is filled in too; rows with zero tokens are left out of it).
+    """
+    lw, cw = _as_logps(logp_with)
+    lo, co = _as_logps(logp_without)
+    if len(lw) != len(lo):
+        raise ValueError(f"{len(lw)} conditional but {len(lo)} unconditional log-probs")
+    if cw is not None and co is not None and cw != co:
+        raise ValueError("token counts differ between the two scorings; the same responses must be scored")
+    if any(not math.isfinite(x) for x in lw + lo):
+        raise ValueError("log-probabilities must be finite")
+    per_row = [a - b for a, b in zip(lw, lo)]
+    n = len(per_row)
+    std = sample_std(per_row)
+    per_tok = None
+    if cw is not None:
+        vals = [d / c for d, c in zip(per_row, cw) if c > 0]
+        per_tok = mean_or_nan(vals) if vals else None
+    return MIResult(
+        mean=mean_or_nan(per_row),
+        std=std,
+        sem=std / math.sqrt(n) if n > 1 else float("nan"),
+        n=n,
+        per_row=per_row,
+        per_token_mean=per_tok,
+    )

@@ -1,0 +1,76 @@
+"""The `axolotl-mipo eval` command on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from axolotl_mipo.evaluation import synthetic as S
+
+
+def _rows(n_users=6, queries=1, seed=0):
+    return S.make_task(n_users=n_users, queries_per_user=queries, seed=seed)
+
+
+def test_eval_cli_writes_the_report(tmp_path, tiny_model_dir, capsys):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from axolotl_mipo.cli import main
+
+    rows = _rows(8, 1, seed=2)  # one row per user: 6 held-out rows, 6 distinct contexts
+    S.write_jsonl(rows[:2], tmp_path / "train.jsonl")
+    S.write_jsonl(rows[2:], tmp_path / "heldout.jsonl")
+    # a LoRA adapter with non-zero B, so "after" differs from "before"
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    cfg = {
+        "base_model": str(tiny_model_dir),
+        "plugins": ["axolotl_mipo.MIPOPlugin"],
+        "rl": "dpo",
+        "mipo": {"datasets": [{"path": str(tmp_path / "train.jsonl"), "reference_field": "reference"}],
+                 "generation": {"max_new_tokens": 6, "batch_size": 4, "device": "cpu"}},
+        "output_dir": str(tmp_path / "out"),
+    }
+    (tmp_path / "cfg.yml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "report"
+    rc = main(["eval", str(tmp_path / "cfg.yml"), "--adapter", str(tmp_path / "adapter"),
+               "--data", str(tmp_path / "heldout.jsonl"), "--rows", "6", "--k", "2", "4", "--out", str(out),
+               "--synthetic-checks", "--no-progress", "--base-label", "before", "--adapter-label", "after"])
+    assert rc == 0
+    data = json.loads((out / "report.json").read_text())
+    assert [r["label"] for r in data["runs"]] == ["before", "after"]
+    assert data["settings"]["rows"] == 6 and data["settings"]["max_new_tokens"] == 6
+    before, after = data["summary"]["before"], data["summary"]["after"]
+    for name in ("mi_mean", "accuracy@K2", "accuracy@K4", "rouge_l", "meteor", "self_bleu", "ref_mi_mean",
+                 "pref_all"):
+        assert before[name]["n"] == 1 and after[name]["n"] == 1, name
+    assert before["mi_mean"]["mean"] != after["mi_mean"]["mean"]
+    assert sorted(data["plots"]) == ["accuracy_per_k.png", "mi_hist.png"]
+    for png in ("mi_hist.png", "accuracy_per_k.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    md = (out / "summary.md").read_text()
+    assert "| figure | before | after |" in md and "accuracy@K4" in md
+    assert "accuracy@K4" in capsys.readouterr().out
+
+
+def test_eval_cli_slices_the_training_rows(tmp_path, tiny_model_dir, capsys):
+    from axolotl_mipo.cli import main
+
+    S.write_jsonl(_rows(5, 2, seed=1), tmp_path / "rows.jsonl")
+    cfg = {"base_model": str(tiny_model_dir), "mipo": {"datasets": [{"path": str(tmp_path / "rows.jsonl")}]},
+           "output_dir": str(tmp_path / "out")}
+    (tmp_path / "cfg.yml").write_text(yaml.safe_dump(cfg))
+    rc = main(["eval", str(tmp_path / "cfg.yml"), "--offset", "6", "--rows", "4", "--k", "2",
+               "--max-new-tokens", "3", "--no-progress"])
+    assert rc == 0
+    data = json.loads((tmp_path / "out" / "mipo_eval" / "report.json").read_text())
+    assert data["settings"]["rows"] == 4 and [r["label"] for r in data["runs"]] == ["base"]
+    # no reference_field in the config: no reference figures, but MI and identification are there
+    figs = data["runs"][0]["figures"]
+    assert "rouge_l" not in figs and "mi_mean" in figs
+    with pytest.raises(SystemExit):
+        main(["eval", str(tmp_path / "cfg.yml"), "--offset", "100", "--no-progress"])

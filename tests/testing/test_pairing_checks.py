@@ -1,0 +1,70 @@
+"""The strategy-author checks catch unlisted lookups, repeated requests and nondeterminism."""
+
+from __future__ import annotations
+
+import pytest
+
+from axolotl_mipo.data.example import Example
+from axolotl_mipo.pairing import (
+    GenRequest,
+    Pair,
+    PairingStrategy,
+)
+from axolotl_mipo.testing.pairing_checks import (
+    check_strategy_invariants,
+)
+
+
+def rows(n: int, *, contexts=None, queries=None) -> list[Example]:
+    contexts = contexts if contexts is not None else [f"user {i % 7}" for i in range(n)]
+    queries = queries if queries is not None else [f"query {i}" for i in range(n)]
+    return [Example(index=100 + i, messages=(("user", queries[i]),), context=contexts[i], source="t")
+            for i in range(n)]
+
+
+class _Echo(PairingStrategy):
+    """A minimal valid strategy for the registry tests."""
+
+    name = "echo_test"
+    needs_context = False
+    generations_per_row = 2
+
+    def __init__(self, flip: bool = False):
+        self.flip = flip
+
+    def requests(self, examples, seed):
+        return [r for i in range(len(examples)) for r in (GenRequest(i, None), GenRequest(i, "x"))]
+
+    def pair(self, examples, responses, seed):
+        return [Pair(i, None, GenRequest(i, None), GenRequest(i, "x")) for i in range(len(examples))]
+
+
+class _Sloppy(_Echo):
+    name = "sloppy_test"
+
+    def pair(self, examples, responses, seed):
+        responses.get(GenRequest(0, "never listed"))
+        return [Pair(i, None, GenRequest(i, None), GenRequest(i, None)) for i in range(len(examples))]
+
+
+class _Unseeded(_Echo):
+    name = "unseeded_test"
+    calls = 0
+
+    def pair(self, examples, responses, seed):
+        type(self).calls += 1
+        return [Pair(i, None, GenRequest(i, None), GenRequest(i, "x"), {"n": self.calls}) for i in range(len(examples))]
+
+
+def test_checks_catch_unlisted_lookups_same_requests_and_nondeterminism():
+    with pytest.raises(AssertionError, match="did not list"):
+        check_strategy_invariants(_Sloppy(), rows(3), 0)
+
+    class SameRequest(_Echo):
+        def pair(self, examples, responses, seed):
+            return [Pair(i, None, GenRequest(i, None), GenRequest(i, None)) for i in range(len(examples))]
+
+    with pytest.raises(AssertionError, match="same request"):
+        check_strategy_invariants(SameRequest(), rows(3), 0)
+    with pytest.raises(AssertionError, match="differs"):
+        check_strategy_invariants(_Unseeded(), rows(3), 0)
