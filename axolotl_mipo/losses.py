@@ -34,6 +34,7 @@ __all__ = [
     "masked_sum",
     "perce_loss",
     "perce_weights",
+    "response_alone",
     "rmipo_dpmi",
     "rmipo_dpo_loss",
     "rmipo_gamma",
@@ -108,6 +109,26 @@ def align_right(
     matched = dst_mask & (dst_rank < n_src.unsqueeze(-1))
     out = dense.gather(-1, torch.where(matched, dst_rank, width))
     return torch.where(matched, out, fill_t), matched
+
+
+def response_alone(values: torch.Tensor, mask: torch.Tensor, fill) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's masked entries moved, in order, to the start of a new row: ``(values [N, W], attention [N, W])``.
+
+    ``W`` is the largest row count; the rest of a row is ``fill`` and its
+    attention 0. With ``input_ids`` and the completion mask this is the
+    response alone, without prompt or BOS, which RMiPO's PMI scores
+    (``log p(y)`` next to ``log p(y | x)``). Works for any dtype.
+    """
+    m = _as_bool(mask)
+    n = m.sum(-1)
+    width = int(n.max().item()) if n.numel() else 0
+    pos = m.long().cumsum(-1) - 1
+    # column `width` is a sink for the entries that are not moved
+    idx = torch.where(m, pos, torch.full_like(pos, width))
+    fill_t = torch.full_like(values, fill)
+    out = values.new_full((values.shape[0], width + 1), fill).scatter(-1, idx, torch.where(m, values, fill_t))
+    att = (torch.arange(width, device=values.device).unsqueeze(0) < n.unsqueeze(-1)).long()
+    return out[:, :width], att
 
 
 # --------------------------------------------------------------------------- DPO

@@ -87,6 +87,7 @@ from axolotl_mipo.losses import (
     masked_sum,
     perce_loss,
     perce_weights,
+    response_alone,
     rmipo_dpmi,
     rmipo_dpo_loss,
     rmipo_gamma,
@@ -113,19 +114,6 @@ def _compact_rows(values: torch.Tensor, mask: torch.Tensor) -> list[list[float]]
     values, mask = values.detach().float().cpu(), mask.bool().cpu()
     return [values[i][mask[i]].tolist() for i in range(values.shape[0])]
 
-
-def _response_alone(input_ids: torch.Tensor, completion_mask: torch.Tensor, pad_token_id: int):
-    """The completion tokens of each row moved to the start of a new row: ``(ids, attention_mask)``."""
-    cm = completion_mask.bool()
-    n = cm.sum(-1)
-    width = int(n.max().item()) if n.numel() else 0
-    pos = cm.long().cumsum(-1) - 1
-    sink = torch.full_like(pos, width)
-    idx = torch.where(cm, pos, sink)
-    ids = input_ids.new_full((input_ids.shape[0], width + 1), pad_token_id)
-    ids = ids.scatter(-1, idx, torch.where(cm, input_ids, torch.full_like(input_ids, pad_token_id)))[:, :width]
-    att = (torch.arange(width, device=input_ids.device).unsqueeze(0) < n.unsqueeze(-1)).long()
-    return ids, att
 
 # --------------------------------------------------------------------------- trainer
 class MIPODPOTrainer(AxolotlDPOTrainer):
@@ -327,26 +315,39 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         self.accelerator.wait_for_everyone()
         return concatenate_datasets([dataset, Dataset.from_file(cache_file)], axis=1)
 
-    def _mipo_ref_token_logps(self, model, input_ids, attention_mask, completion_mask):
-        """Reference per-token log-probs of the completion, ``([N, T-1], mask)``, no grad."""
+    # -- forwards ------------------------------------------------------------
+    def _no_grad_token_logps(self, model_inputs: dict, *, reference: bool, model=None) -> torch.Tensor:
+        """Per-token log-probs ``[N, T-1]`` of ``input_ids[:, 1:]`` under one no-grad forward (unmasked).
+
+        ``reference=False``: the policy as it is at this step (adapter enabled).
+        ``reference=True``: the frozen reference: ``model`` when given (while
+        precomputing: the reference, or the policy's DeepSpeed engine), else
+        ``ref_model``. A PEFT policy without a ``ref_model`` is its own
+        reference with the adapter disabled (or its ``ref`` adapter), as TRL does.
+        """
+        kwargs = {**model_inputs, "use_cache": False}
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
-            if self.ref_model is None and is_peft_model(self.model):
+            if reference and self.ref_model is None and is_peft_model(self.model):
                 unwrapped = self.accelerator.unwrap_model(self.model)
                 with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-                    logits = model(**kwargs).logits
+                    logits = (self.model if model is None else model)(**kwargs).logits
             else:
+                if model is None:
+                    model = self.ref_model if reference else self.model
                 logits = model(**kwargs).logits
-            logps = selective_log_softmax(logits[:, :-1, :], input_ids[:, 1:])
+            return selective_log_softmax(logits[:, :-1, :], model_inputs["input_ids"][:, 1:])
+
+    def _mipo_ref_token_logps(self, model, input_ids, attention_mask, completion_mask):
+        """Reference per-token log-probs of the completion while precomputing, ``([N, T-1], mask)``."""
+        logps = self._no_grad_token_logps({"input_ids": input_ids, "attention_mask": attention_mask},
+                                          reference=True, model=model)
         mask = completion_mask[:, 1:].bool()
         return logps.masked_fill(~mask, 0.0), mask
 
-    # -- the loss ------------------------------------------------------------
     def _policy_token_logps_no_grad(self, input_ids, attention_mask):
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-            return selective_log_softmax(logits[:, :-1, :], input_ids[:, 1:])
+        return self._no_grad_token_logps({"input_ids": input_ids, "attention_mask": attention_mask}, reference=False)
 
+    # -- the loss ------------------------------------------------------------
     def _perce_token_weights(self, inputs, per_token_logps, mask) -> tuple[torch.Tensor, PerCEStats]:
         """PerCE weights for the rows that use them (chosen, or all when token-weighted), ``[2B, T-1]``."""
         s = self._mipo
@@ -380,7 +381,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         ``per_token_logps`` are the with-prompt log-probs of the rows; ``alone_logps_fn(ids, attention_mask)``
         scores the responses alone with the same model (policy or reference), no grad.
         """
-        resp_ids, resp_att = _response_alone(input_ids, completion_mask, self._tokenizer.pad_token_id)
+        resp_ids, resp_att = response_alone(input_ids, completion_mask, self._tokenizer.pad_token_id)
         if resp_ids.shape[1] < 2:  # single-token responses: nothing is predicted without a prompt
             return per_token_logps.new_zeros(input_ids.shape[0])
         alone = alone_logps_fn(resp_ids, resp_att)
@@ -405,7 +406,9 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         pmi_c, pmi_r = pmi.chunk(2)
         return rmipo_dpmi(pmi_c, torch.zeros_like(pmi_c), pmi_r, torch.zeros_like(pmi_r)), pmi
 
-    def _mipo_reference_logps(self, model, inputs, model_kwargs, shift_labels, mask, seq_weights):
+    def _reference_logps(self, inputs, model_kwargs, mask, seq_weights):
+        """Reference sequence log-probs ``[2B]`` (token-weighted when ``seq_weights`` is given): precomputed, or
+        one no-grad reference forward over the batch."""
         if self.precompute_ref_logps:
             if seq_weights is None:
                 return torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]])
@@ -419,15 +422,36 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
                 )
             return masked_sum(ref_tok, mask, seq_weights)
         ref_kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
-            if is_peft_model(model) and self.ref_model is None:
-                unwrapped = self.accelerator.unwrap_model(model)
-                with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-                    ref_outputs = self.model(**ref_kwargs)
+        return masked_sum(self._no_grad_token_logps(ref_kwargs, reference=True), mask, seq_weights)
+
+    def _preference_loss(self, per_token_logps, mask, seq_weights, logratios, gamma):
+        """The preference term: ``(per_pair_loss [B], chosen_rewards [B], rejected_rewards [B])``.
+
+        The return contract of Liger-Kernel's alignment losses (rewards detached).
+
+        Args:
+            per_token_logps: policy log-probs ``[2B, T-1]``, chosen rows first, zero off ``mask``.
+            mask: the completion tokens ``[2B, T-1]``.
+            seq_weights: PerCE token weights ``[2B, T-1]`` when the term is token-weighted, else ``None``.
+            logratios: ``(chosen, rejected)`` policy-minus-reference sequence log-probs ``[B]`` for DPO and
+                RMiPO's DPO form; ``None`` for RMiPO's reference-free form, which has no reference.
+            gamma: RMiPO's per-pair margin ``[B]`` (no gradient), or ``None`` for DPO.
+        """
+        s = self._mipo
+        if logratios is None:
+            # RMiPO reference-free (arXiv 2604.24804, Eq. 7): SimPO-style average log-probs, scale rmipo_beta
+            scale = s.rmipo_beta
+            chosen, rejected = masked_mean(per_token_logps, mask, seq_weights).chunk(2)
+            per_pair = rmipo_reference_free_loss(chosen, rejected, gamma, scale)
+        else:
+            # DPO (arXiv 2305.18290, Eq. 7), or RMiPO's DPO form with the margin inside the sigmoid
+            scale = self.beta
+            chosen, rejected = logratios
+            if gamma is None:
+                per_pair = dpo_sigmoid_loss(chosen, rejected, scale)
             else:
-                ref_outputs = self.ref_model(**ref_kwargs)
-            ref_logps = selective_log_softmax(ref_outputs.logits[..., :-1, :], shift_labels)
-        return masked_sum(ref_logps, mask, seq_weights)
+                per_pair = rmipo_dpo_loss(chosen, rejected, gamma, scale)
+        return per_pair, scale * chosen.detach(), scale * rejected.detach()
 
     def _compute_loss(self, model, inputs, return_outputs):
         s = self._mipo
@@ -453,28 +477,18 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             weights, perce_stats = self._perce_token_weights(inputs, per_token_logps, mask)
         seq_weights = weights if s.token_weighted else None
 
-        chosen_logps, rejected_logps = masked_sum(per_token_logps, mask, seq_weights).chunk(2)
+        # the reference forward runs before the PMI forward, as it always has (dropout draws in the same order)
+        logratios = None
         if s.needs_reference:
-            ref_chosen, ref_rejected = self._mipo_reference_logps(
-                model, inputs, model_kwargs, shift_labels, mask, seq_weights
-            ).chunk(2)
-            chosen_logratios, rejected_logratios = chosen_logps - ref_chosen, rejected_logps - ref_rejected
-
+            ref_logps = self._reference_logps(inputs, model_kwargs, mask, seq_weights)
+            logratios = (masked_sum(per_token_logps, mask, seq_weights) - ref_logps).chunk(2)
+        gamma = None
         if s.uses_rmipo:
             dpmi, pmi = self._rmipo_dpmi(inputs, per_token_logps, mask)
             gamma = rmipo_gamma(dpmi, s.rmipo_gamma_min, s.rmipo_gamma_max)
-            if s.rmipo_form == "reference_free":
-                chosen_avg, rejected_avg = masked_mean(per_token_logps, mask, seq_weights).chunk(2)
-                per_pair = rmipo_reference_free_loss(chosen_avg, rejected_avg, gamma, s.rmipo_beta)
-                chosen_rewards = s.rmipo_beta * chosen_avg.detach()
-                rejected_rewards = s.rmipo_beta * rejected_avg.detach()
-            else:
-                per_pair = rmipo_dpo_loss(chosen_logratios, rejected_logratios, gamma, self.beta)
-        else:
-            per_pair = dpo_sigmoid_loss(chosen_logratios, rejected_logratios, self.beta)
-        if s.needs_reference:
-            chosen_rewards = self.beta * chosen_logratios.detach()
-            rejected_rewards = self.beta * rejected_logratios.detach()
+        per_pair, chosen_rewards, rejected_rewards = self._preference_loss(
+            per_token_logps, mask, seq_weights, logratios, gamma
+        )
         loss = per_pair.mean()
 
         if s.uses_perce:
@@ -507,7 +521,8 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
 
     def _log_dpo_metrics(self, mode, inputs, shift_logits, shift_labels, mask, per_token_logps,
                          chosen_rewards, rejected_rewards):
-        """TRL's DPO metrics (same keys and definitions as ``DPOTrainer._compute_loss``)."""
+        """TRL's DPO metrics: same keys and definitions as ``DPOTrainer._compute_loss`` of TRL 1.9.0
+        (``trl/trainer/dpo_trainer.py``; this package pins ``trl>=1.9,<1.10``). Re-check on a TRL upgrade."""
         acc = self.accelerator
         metrics = self._metrics[mode]
         entropy_sum = acc.gather_for_metrics((entropy_from_logits(shift_logits.detach()) * mask).sum()).sum()

@@ -113,6 +113,30 @@ def test_align_right_matches_a_loop(seed):
                 assert not matched[i, j] and out[i, j].item() == -7.0
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_response_alone_matches_a_loop(seed):
+    """Float64 values and token ids: each row's masked entries, in order, at the start of a row of fill."""
+    rng = np.random.default_rng(seed)
+    n, t = 5, 8
+    values = rng.standard_normal((n, t))
+    mask = rng.random((n, t)) < 0.6
+    mask[0] = False  # a row with no response
+    ids = rng.integers(0, 100, (n, t))
+    out, att = L.response_alone(_t(values), _t(mask, torch.bool), fill=-3.5)
+    out_ids, att_ids = L.response_alone(torch.as_tensor(ids), _t(mask, torch.bool), fill=0)
+    width = int(mask.sum(-1).max())
+    assert out.dtype == torch.float64 and out.shape == (n, width) and out_ids.dtype == torch.int64
+    assert torch.equal(att, att_ids)
+    for i in range(n):
+        kept = [j for j in range(t) if mask[i, j]]
+        for k in range(width):
+            if k < len(kept):
+                assert att[i, k] == 1
+                assert out[i, k].item() == values[i, kept[k]] and out_ids[i, k].item() == ids[i, kept[k]]
+            else:
+                assert att[i, k] == 0 and out[i, k].item() == -3.5 and out_ids[i, k].item() == 0
+
+
 # --------------------------------------------------------------------------- DPO / RMiPO
 @pytest.mark.parametrize("b", [1, 3, 8])
 @pytest.mark.parametrize("beta", [0.1, 2.0])
