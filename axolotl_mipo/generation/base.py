@@ -111,23 +111,6 @@ def token_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
     return [len(x) for x in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
 
 
-def sampling_key_parts(backend) -> dict:
-    """The sampling settings that change a response, shared by the server-side backends' cache keys.
-
-    Greedy decoding ignores top-p/top-k and the seed, so they are left out of the key then.
-    """
-    greedy = backend.temperature == 0
-    return {
-        "backend": backend.name,
-        "max_new_tokens": backend.max_new_tokens,
-        "temperature": backend.temperature,
-        "top_p": 1.0 if greedy else backend.top_p,
-        "top_k": None if greedy else backend.top_k,
-        "repetition_penalty": backend.repetition_penalty,
-        "seed": None if greedy else backend.seed,
-    }
-
-
 def plan_batches(lengths: Sequence[int], batch_size: int, extra_tokens: int | None = None,
                  max_rows_factor: int = 4) -> list[list[int]]:
     """Indices grouped into batches of similar length, longest first (an OOM shows up at once).

@@ -24,7 +24,6 @@ import contextlib
 import copy
 import functools
 import gc
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -33,15 +32,11 @@ from typing import Any
 import torch
 
 from axolotl_mipo.errors import MIPOConfigError
-from axolotl_mipo.generation.base import GenerationBackend, GenerationResult, LoadedOnFirstUse
+from axolotl_mipo.generation.base import GenerationResult, LoadedOnFirstUse, token_lengths
 from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
+from axolotl_mipo.generation.sampling import SampledBackend, SamplingSettings
 
 LOG = logging.getLogger(__name__)
-
-
-def _prompt_seed(seed: int, prompt: str) -> int:
-    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def _as_int64(u: int) -> int:
@@ -207,7 +202,7 @@ def _load_model(cfg, gen, device: str, dtype_name: str):
     return model
 
 
-class HFBackend(GenerationBackend):
+class HFBackend(SampledBackend):
     name = "hf"
 
     def __init__(
@@ -216,30 +211,24 @@ class HFBackend(GenerationBackend):
         tokenizer,
         *,
         model_id: dict,
-        max_new_tokens: int = 512,
-        temperature: float = 0.1,
-        top_p: float = 0.9,
-        top_k: int | None = None,
-        do_sample: bool = True,
-        repetition_penalty: float | None = None,
         batch_size: int = 8,
-        seed: int = 42,
         loader: Callable[[], Any] | None = None,
+        sampling: SamplingSettings | None = None,
+        **sampling_fields,
     ):
         """``model``, or ``loader``: a function that loads it at first use (``from_config`` passes one, so
-        that a run whose responses are all cached never loads the model)."""
+        that a run whose responses are all cached never loads the model). ``sampling``, with any of its
+        fields given by name (``max_new_tokens=8``) replacing its values."""
+        self.sampling = SamplingSettings.build(sampling, **sampling_fields)
         self.tokenizer = tokenizer
         self.model_id = model_id
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.sample = do_sample and temperature > 0
-        self.repetition_penalty = repetition_penalty
         self.batch_size = batch_size
-        self.seed = seed
         self.replicas: list[HFBackend] = []  # copies on other devices (from_config with several devices)
         self._model = LoadedOnFirstUse(model, loader, self._set_stop_ids)  # after the tokenizer: the stop ids read it
+
+    @property
+    def sample(self) -> bool:
+        return not self.sampling.greedy
 
     @property
     def model(self):
@@ -266,6 +255,7 @@ class HFBackend(GenerationBackend):
         devices = generation_devices(gen)
         dtypes = [_dtype_name(gen, d) for d in devices]
         _check_copies_alike(devices, dtypes)  # before loading anything
+        sampling = SamplingSettings.from_config(mipo_cfg)
         backends = []
         for device, dtype_name in zip(devices, dtypes):
             backends.append(cls(
@@ -274,14 +264,8 @@ class HFBackend(GenerationBackend):
                 # settings; copies running at once each get their own, so that never happens concurrently
                 tokenizer if not backends else copy.deepcopy(tokenizer),
                 model_id=_model_id(cfg, gen, dtype_name),
-                max_new_tokens=gen.max_new_tokens,
-                temperature=gen.temperature,
-                top_p=gen.top_p,
-                top_k=gen.top_k,
-                do_sample=gen.do_sample,
-                repetition_penalty=gen.repetition_penalty,
+                sampling=sampling,
                 batch_size=gen.batch_size,
-                seed=mipo_cfg.seed,
                 loader=functools.partial(_load_model, cfg, gen, device, dtype_name),
             ))
         backends[0].replicas = backends[1:]
@@ -295,27 +279,20 @@ class HFBackend(GenerationBackend):
 
     def cache_key_parts(self) -> dict:
         return {
-            "backend": self.name,
+            **self.sampling_key_parts(),
             "sampler": "counter-gumbel-v2",
             # v2: own decode loop (rows leave the batch at EOS); the same distribution, but floating-point
             # sums over a different batch can flip a near-tie, so responses of v1 are not mixed in
             "decoder": "hf-loop-v2",
             "model": self.model_id,
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature if self.sample else 0.0,
-            "top_p": self.top_p if self.sample else 1.0,
-            "top_k": self.top_k if self.sample else None,
-            "repetition_penalty": self.repetition_penalty,
-            "seed": self.seed if self.sample else None,
         }
 
     def budget_extra_tokens(self) -> int | None:
         return self.max_new_tokens
 
     def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
-        enc = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-        return [len(x) for x in enc]
+        return token_lengths(self.tokenizer, prompts)
 
     def _warpers(self):
         """Transformers' logits processors for the configured sampling, in ``generate``'s order, without
@@ -340,7 +317,7 @@ class HFBackend(GenerationBackend):
         return procs
 
     def _seeds(self, prompts: Sequence[str]) -> torch.Tensor:
-        return torch.tensor([_prompt_seed(self.seed, p) for p in prompts], dtype=torch.int64, device=self.model.device)
+        return torch.tensor([self.sampling.prompt_seed(p) for p in prompts], dtype=torch.int64, device=self.model.device)
 
     def _new_cache(self):
         from transformers import DynamicCache

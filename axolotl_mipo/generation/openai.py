@@ -19,21 +19,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from axolotl_mipo.errors import MIPOConfigError, MIPOGenerationError
-from axolotl_mipo.generation.base import (
-    GenerationBackend,
-    GenerationResult,
-    sampling_key_parts,
-    token_lengths,
-)
+from axolotl_mipo.generation.base import GenerationResult, token_lengths
 from axolotl_mipo.generation.cache import model_fingerprint
-from axolotl_mipo.generation.hf import _prompt_seed
+from axolotl_mipo.generation.sampling import SampledBackend, SamplingSettings
 
 LOG = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class OpenAIBackend(GenerationBackend):
+class OpenAIBackend(SampledBackend):
     name = "openai"
 
     def __init__(
@@ -44,30 +39,22 @@ class OpenAIBackend(GenerationBackend):
         *,
         model_id: dict | None = None,
         api_key: str | None = None,
-        max_new_tokens: int = 512,
-        temperature: float = 0.1,
-        top_p: float = 0.9,
-        top_k: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int = 42,
         concurrency: int = 8,
         timeout_s: float = 120.0,
         max_retries: int = 3,
         backoff_s: float = 1.0,
         batch_size: int = 64,
+        sampling: SamplingSettings | None = None,
+        **sampling_fields,
     ):
+        """``sampling``, with any of its fields given by name (``max_new_tokens=8``) replacing its values."""
         import httpx
 
+        self.sampling = SamplingSettings.build(sampling, **sampling_fields)
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id or {}
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.repetition_penalty = repetition_penalty
-        self.seed = seed
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
         self.backoff_s = backoff_s
@@ -88,12 +75,7 @@ class OpenAIBackend(GenerationBackend):
             tokenizer,
             model_id=model_fingerprint(cfg.base_model, cfg.get("revision_of_model")),
             api_key=os.environ.get(gen.openai_api_key_env) if gen.openai_api_key_env else None,
-            max_new_tokens=gen.max_new_tokens,
-            temperature=gen.temperature if gen.do_sample else 0.0,
-            top_p=gen.top_p,
-            top_k=gen.top_k,
-            repetition_penalty=gen.repetition_penalty,
-            seed=mipo_cfg.seed,
+            sampling=SamplingSettings.from_config(mipo_cfg),
             concurrency=gen.concurrency,
             timeout_s=gen.timeout_s,
             max_retries=gen.max_retries,
@@ -103,7 +85,7 @@ class OpenAIBackend(GenerationBackend):
 
     def cache_key_parts(self) -> dict:
         return {
-            **sampling_key_parts(self),
+            **self.sampling_key_parts(),
             "served_model": self.model,
             "model": self.model_id,
         }
@@ -112,19 +94,20 @@ class OpenAIBackend(GenerationBackend):
         return token_lengths(self.tokenizer, prompts)
 
     def _payload(self, prompt: str) -> dict:
+        sp = self.sampling
         body = {
             "model": self.model,
             "prompt": prompt,
-            "max_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "seed": _prompt_seed(self.seed, prompt) % (2**31 - 1),
+            "max_tokens": sp.max_new_tokens,
+            "temperature": sp.effective_temperature,
+            "top_p": sp.top_p,
+            "seed": sp.prompt_seed(prompt) % (2**31 - 1),
             "n": 1,
         }
-        if self.top_k is not None:
-            body["top_k"] = self.top_k
-        if self.repetition_penalty is not None:
-            body["repetition_penalty"] = self.repetition_penalty
+        if sp.top_k is not None:
+            body["top_k"] = sp.top_k
+        if sp.repetition_penalty is not None:
+            body["repetition_penalty"] = sp.repetition_penalty
         return body
 
     def _one(self, prompt: str) -> GenerationResult:

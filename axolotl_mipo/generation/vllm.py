@@ -15,15 +15,9 @@ import gc
 from collections.abc import Sequence
 
 from axolotl_mipo.errors import MIPOConfigError
-from axolotl_mipo.generation.base import (
-    GenerationBackend,
-    GenerationResult,
-    LoadedOnFirstUse,
-    sampling_key_parts,
-    token_lengths,
-)
+from axolotl_mipo.generation.base import GenerationResult, LoadedOnFirstUse, token_lengths
 from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
-from axolotl_mipo.generation.hf import _prompt_seed
+from axolotl_mipo.generation.sampling import SampledBackend, SamplingSettings
 
 
 def _import_vllm():
@@ -36,22 +30,18 @@ def _import_vllm():
     return vllm
 
 
-class VLLMBackend(GenerationBackend):
+class VLLMBackend(SampledBackend):
     name = "vllm"
 
-    def __init__(self, llm, tokenizer, *, model_id: dict, max_new_tokens=512, temperature=0.1, top_p=0.9,
-                 top_k=None, repetition_penalty=None, seed=42, batch_size=256, loader=None):
+    def __init__(self, llm, tokenizer, *, model_id: dict, batch_size=256, loader=None,
+                 sampling: SamplingSettings | None = None, **sampling_fields):
         """``llm``, or ``loader``: a function that starts it at first use (``from_config`` passes one, so
-        that a run whose responses are all cached does not start vLLM)."""
+        that a run whose responses are all cached does not start vLLM). ``sampling``, with any of its
+        fields given by name replacing its values."""
+        self.sampling = SamplingSettings.build(sampling, **sampling_fields)
         self._llm = LoadedOnFirstUse(llm, loader)
         self.tokenizer = tokenizer
         self.model_id = model_id
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.top_k = top_k
-        self.repetition_penalty = repetition_penalty
-        self.seed = seed
         self.batch_size = batch_size
 
     @classmethod
@@ -73,10 +63,7 @@ class VLLMBackend(GenerationBackend):
         return cls(
             None, tokenizer, loader=start,
             model_id=model_fingerprint(cfg.base_model, cfg.get("revision_of_model")),
-            max_new_tokens=gen.max_new_tokens,
-            temperature=gen.temperature if gen.do_sample else 0.0,
-            top_p=gen.top_p, top_k=gen.top_k, repetition_penalty=gen.repetition_penalty,
-            seed=mipo_cfg.seed, batch_size=max(gen.batch_size, 256),
+            sampling=SamplingSettings.from_config(mipo_cfg), batch_size=max(gen.batch_size, 256),
         )
 
     @property
@@ -85,7 +72,7 @@ class VLLMBackend(GenerationBackend):
 
     def cache_key_parts(self) -> dict:
         return {
-            **sampling_key_parts(self),
+            **self.sampling_key_parts(),
             "model": self.model_id,
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
         }
@@ -96,12 +83,13 @@ class VLLMBackend(GenerationBackend):
     def sampling_params(self, prompt: str):
         from vllm import SamplingParams
 
-        kw = dict(max_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                  seed=_prompt_seed(self.seed, prompt) % (2**31 - 1))
-        if self.top_k is not None:
-            kw["top_k"] = self.top_k
-        if self.repetition_penalty is not None:
-            kw["repetition_penalty"] = self.repetition_penalty
+        sp = self.sampling
+        kw = dict(max_tokens=sp.max_new_tokens, temperature=sp.effective_temperature, top_p=sp.top_p,
+                  seed=sp.prompt_seed(prompt) % (2**31 - 1))
+        if sp.top_k is not None:
+            kw["top_k"] = sp.top_k
+        if sp.repetition_penalty is not None:
+            kw["repetition_penalty"] = sp.repetition_penalty
         return SamplingParams(**kw)
 
     def generate_batch(self, prompts: Sequence[str]) -> list[GenerationResult]:
