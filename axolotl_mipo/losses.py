@@ -1,8 +1,11 @@
 """The loss math of the RMiPO and PerCE hooks: pure tensor functions, no trainer state.
 
 Every function takes tensors and returns tensors; the trainer
-(:mod:`axolotl_mipo.trainer`) runs the forwards and calls these. Formulas follow
-``research.md`` (sections "RMiPO" and "PerContrast / PerCE"); where that text
+(:mod:`axolotl_mipo.trainer`) runs the forwards and calls these. Formulas
+follow the papers, cited at each function: DPO (Rafailov et al., arXiv
+2305.18290), RMiPO (Liao et al., arXiv 2604.24804, and its released trainer,
+github liavonpenn/rmipo, ``scripts/rmipo_trainer.py``) and PerContrast / PerCE
+(Zhang et al., arXiv 2603.06595, which has no released code). Where a paper
 leaves a detail open, the choice is stated in the function's docstring and
 pinned by ``tests/test_losses.py``.
 
@@ -57,7 +60,8 @@ def masked_sum(values: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor |
 
     With ``values`` the per-token log-probs of a completion this is the sequence
     log-prob DPO uses (``weights=None``) or PerCE's token-weighted sequence
-    log-prob ``sum_i w_i log p(y_i)`` (research.md, PerCE (b)). Weights enter as
+    log-prob ``sum_i w_i log p(y_i)`` (PerCE's token weights, arXiv 2603.06595, applied
+    to DPO's sequence log-prob: this project's DPO form of PerCE). Weights enter as
     given: detach them first if they must not carry gradient.
     """
     mask = _as_bool(mask)
@@ -68,8 +72,8 @@ def masked_sum(values: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor |
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """``(1/n) sum_i m_i * w_i * v_i`` per row with ``n = sum_i m_i``; 0 for an all-masked row.
 
-    The per-token average log-prob of RMiPO (research.md, RMiPO: "per-token
-    AVERAGE log pi(y|x)"). With weights, the normaliser stays the token count
+    The per-token average log-prob of RMiPO (arXiv 2604.24804; liavonpenn/rmipo
+    averages over the response tokens, as SimPO does). With weights, the normaliser stays the token count
     ``n`` (not ``sum w``), the same convention as PerCE's ``-(1/n) sum w_i log p``,
     so that a weight of 1 everywhere gives back the plain average.
     """
@@ -137,6 +141,7 @@ def dpo_sigmoid_loss(
 ) -> torch.Tensor:
     """TRL's ``sigmoid`` DPO loss per pair: ``-log sigmoid(beta * (r_w - r_l))``, ``[B]``.
 
+    DPO, Rafailov et al., arXiv 2305.18290, Eq. 7, per pair.
     ``r = log pi(y|x) - log pi_ref(y|x)`` (sequence sums). Identical to
     ``trl.DPOTrainer._compute_loss`` with ``loss_type="sigmoid"``,
     ``f_divergence_type="reverse_kl"`` and no label smoothing.
@@ -151,7 +156,11 @@ def rmipo_dpmi(
     rejected_ctx_logps: torch.Tensor,
     rejected_alone_logps: torch.Tensor,
 ) -> torch.Tensor:
-    """The pair's PMI gap ``dPMI = (lw - uw) - (ll - ul)``, detached, ``[B]`` (research.md, RMiPO).
+    """The pair's PMI gap ``dPMI = (lw - uw) - (ll - ul)``, detached, ``[B]``.
+
+    RMiPO's response-level mutual information, arXiv 2604.24804, computed as
+    liavonpenn/rmipo ``scripts/rmipo_trainer.py`` does (response alone: no
+    prompt, no BOS).
 
     ``l*`` are per-token average log pi(y|x) and ``u*`` per-token average
     log pi(y) of the response alone. The trainer averages both over the SAME
@@ -164,7 +173,10 @@ def rmipo_dpmi(
 
 
 def rmipo_gamma(dpmi: torch.Tensor, gamma_min: float, gamma_max: float) -> torch.Tensor:
-    """Dynamic margin ``gamma = gmin + (gmax - gmin) * exp(-max(0, dPMI))``, detached (research.md, RMiPO).
+    """Dynamic margin ``gamma = gmin + (gmax - gmin) * exp(-max(0, dPMI))``, detached.
+
+    RMiPO's MI-modulated margin, arXiv 2604.24804, with the schedule and
+    defaults (gmin 0.3, gmax 1.6) of liavonpenn/rmipo ``scripts/rmipo_trainer.py``.
 
     ``gmax`` when the pair's PMI gap is zero or negative, decaying toward
     ``gmin`` as the gap grows.
@@ -176,10 +188,12 @@ def rmipo_gamma(dpmi: torch.Tensor, gamma_min: float, gamma_max: float) -> torch
 def rmipo_reference_free_loss(
     chosen_avg_logps: torch.Tensor, rejected_avg_logps: torch.Tensor, gamma: torch.Tensor, beta: float
 ) -> torch.Tensor:
-    """RMiPO as released (SimPO-style): ``-log sigmoid(beta * ((lw - ll) - gamma))``, ``[B]``.
+    """RMiPO's reference-free (SimPO-style) loss: ``-log sigmoid(beta * ((lw - ll) - gamma))``, ``[B]``.
 
-    ``lw``/``ll`` are per-token average log-probs with gradient; ``gamma`` (from
-    :func:`rmipo_gamma`) carries none. research.md, RMiPO, "Released code".
+    RMiPO, arXiv 2604.24804, in the form of its released trainer
+    (liavonpenn/rmipo, ``scripts/rmipo_trainer.py``: gamma inside the beta
+    product). ``lw``/``ll`` are per-token average log-probs with gradient;
+    ``gamma`` (from :func:`rmipo_gamma`) carries none.
     """
     return -F.logsigmoid(beta * ((chosen_avg_logps - rejected_avg_logps) - gamma.detach()))
 
@@ -189,7 +203,8 @@ def rmipo_dpo_loss(
 ) -> torch.Tensor:
     """RMiPO's DPO form: ``-log sigmoid(beta * ((r_w - r_l) - gamma))``, ``[B]``.
 
-    research.md, RMiPO, "DPO form": the reference log-ratios ``r`` of DPO (sums,
+    RMiPO's DPO form (arXiv 2604.24804; an earlier variant in liavonpenn/rmipo kept the
+    reference model): the reference log-ratios ``r`` of DPO (sums,
     as TRL computes them) minus the same dynamic ``gamma`` as the
     reference-free form. The trainer passes DPO's ``beta`` here (the log-ratios
     are on DPO's scale), so ``gamma = 0`` gives back :func:`dpo_sigmoid_loss`.
@@ -217,7 +232,7 @@ def perce_weights(
     """PerCE token weights ``w_i = clip(PIR_i, m, M)``, detached, 0 on masked tokens.
 
     ``PIR_i = log pi(y_i | c, x, y_<i) - log pi(y_i | x, y_<i)`` (Personal
-    Influence Ratio; research.md, PerContrast / PerCE), no softmax or
+    Influence Ratio of PerContrast, arXiv 2603.06595), no softmax or
     renormalisation. ``clipped_frac`` counts valid tokens with ``PIR < m`` or
     ``PIR > M`` (strictly: a PIR exactly on a bound is not clipped). Computed
     in at least float32 whatever the input dtype.
@@ -243,7 +258,7 @@ def perce_weights(
 def perce_loss(logps: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Weighted cross-entropy ``-(1/n) sum_i w_i log pi(y_i | c, x, y_<i)``, a scalar.
 
-    research.md, PerContrast / PerCE. ``n`` is the number of valid tokens in
+    PerCE, arXiv 2603.06595. ``n`` is the number of valid tokens in
     the whole batch (a token-level mean, like TRL's ``sft`` loss type and
     Hugging Face's causal-LM loss), so long responses are not down-weighted
     per token; 0 when no token is valid. The weights are detached here: they

@@ -292,7 +292,8 @@ def _as_logps(values) -> tuple[list[float], list[int] | None]:
 
 
 def pointwise_mi(logp_with: Sequence, logp_without: Sequence) -> MIResult:
-    """Mean and per-row ``logp_with - logp_without``.
+    """Mean and per-row ``logp_with - logp_without``: the pointwise conditional MI that MIPO
+    (arXiv 2603.19294) maximises, ``log p(y | x, c) - log p(y | x)``.
 
     Accepts plain floats or the ``(logp, n_tokens)`` tuples that
     :func:`response_logprobs` returns (then

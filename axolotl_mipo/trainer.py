@@ -16,18 +16,18 @@ What each ``mipo_loss`` costs per step, on top of plain DPO
   forward. With ``rmipo_pmi_from: reference`` the PMI terms come from the
   frozen reference instead and are computed once, while precomputing the
   reference log-probs: the per-pair margin is then fixed and costs nothing per
-  step. research.md, RMiPO.
+  step. RMiPO, arXiv 2604.24804 (and liavonpenn/rmipo, whose trainer uses the policy).
 * ``perce`` — DPO sigmoid loss on token-weighted sequence log-probs plus
   ``alpha`` x PerCE on the chosen response. Weights from ``policy``: one
   no-grad forward of ``prompt_no_context + response`` (both responses when
   ``perce_token_weighted_dpo``, else the chosen one only). Weights from
   ``reference``: computed once with the reference model while precomputing the
   reference log-probs and stored in the dataset, so nothing extra per step.
-  research.md, PerContrast / PerCE.
+  PerContrast / PerCE, arXiv 2603.06595 (an SFT loss there; its DPO form is this project's).
 * ``rmipo+perce`` — both: RMiPO's preference term (token-weighted like
   ``perce``) plus the PerCE term.
 
-Choices this module makes where research.md leaves them open:
+Choices this module makes where the papers leave them open:
 
 * Token weights, when ``perce_token_weighted_dpo`` is on, replace the sequence
   log-probs of policy AND reference in whichever preference term is active
@@ -38,7 +38,8 @@ Choices this module makes where research.md leaves them open:
   DPO's sequence sums; ``rmipo_beta`` is the reference-free form's scale
   (per-token averages). With ``gamma = 0`` the DPO form is exactly DPO.
 * The weights' no-context forward and RMiPO's response-alone forward use the
-  policy as it is at this step (adapter enabled), as the papers do.
+  policy as it is at this step (adapter enabled), as PerCE (arXiv 2603.06595) and
+  liavonpenn/rmipo do.
 * ``rewards/*`` metrics: ``beta x`` the log-ratios the loss uses; for the
   reference-free form, ``rmipo_beta x`` the average log-probs (SimPO's
   convention). ``logps/*`` stay TRL's unweighted sequence sums.
@@ -439,7 +440,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         """
         s = self._mipo
         if logratios is None:
-            # RMiPO reference-free (arXiv 2604.24804, Eq. 7): SimPO-style average log-probs, scale rmipo_beta
+            # RMiPO reference-free (arXiv 2604.24804; liavonpenn/rmipo): average log-probs, scale rmipo_beta
             scale = s.rmipo_beta
             chosen, rejected = masked_mean(per_token_logps, mask, seq_weights).chunk(2)
             per_pair = rmipo_reference_free_loss(chosen, rejected, gamma, scale)

@@ -1,4 +1,5 @@
-"""The loss math (axolotl_mipo.losses) against float64 references written from research.md's formulas."""
+"""The loss math (axolotl_mipo.losses) against float64 references written from the papers' formulas
+(DPO arXiv 2305.18290, RMiPO arXiv 2604.24804 with liavonpenn/rmipo, PerCE arXiv 2603.06595)."""
 
 import math
 import types

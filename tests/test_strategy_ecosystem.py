@@ -158,7 +158,7 @@ def test_weighted_list_survives_axolotls_config_loading(tmp_path, tiny_model_dir
     from axolotl.cli.config import load_cfg
     from axolotl.integrations.base import PluginManager
 
-    from axolotl_mipo.plugin import _as_config
+    from axolotl_mipo.args import as_config
 
     cfg = yaml.safe_load((REPO / "example_configs" / "mipo-tiny-cpu.yml").read_text())
     cfg.update(base_model=str(tiny_model_dir), output_dir=str(tmp_path / "out"))
@@ -168,7 +168,7 @@ def test_weighted_list_survives_axolotls_config_loading(tmp_path, tiny_model_dir
     path.write_text(yaml.safe_dump(cfg))
     PluginManager.get_instance().plugins.clear()
     loaded = load_cfg(str(path))
-    mipo = _as_config(loaded.mipo)
+    mipo = as_config(loaded.mipo)
     assert mipo.strategy_names == ["drop_context", "nearest_context"]
     assert mipo.strategy[1].kwargs == {"embedder": "tfidf"}
 

@@ -24,7 +24,7 @@ class PromptFormat:
     """Where and how the user context enters the conversation.
 
     ``placement="system"`` puts ``context_template.format(context=...)`` in a
-    system message before the conversation (the paper's setup, and what
+    system message before the conversation (MIPO's setup, arXiv 2603.19294, and what
     Llama-3 / Qwen2.5 templates expect). ``placement="user_prefix"`` is for
     templates without a system role (e.g. Gemma): the context is joined to the
     first user turn with ``user_prefix_template``.

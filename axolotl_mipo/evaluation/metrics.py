@@ -370,7 +370,7 @@ class JudgeTally:
 
 
 def judge_outcome(model_score: float, reference_score: float, tol: float = 0.0) -> str:
-    """``"win"``/``"tie"``/``"loss"`` from two judge scores (e.g. the paper's 1-5 per preference)."""
+    """``"win"``/``"tie"``/``"loss"`` from two judge scores (e.g. MIPO's 1-5 per preference, arXiv 2603.19294)."""
     d = float(model_score) - float(reference_score)
     if math.isnan(d):
         raise ValueError("judge score is NaN")

@@ -52,8 +52,8 @@ class Pair:
     """One DPO pair, stored under row ``row``'s prompt with ``prompt_context`` as its context.
 
     ``prompt_context`` is the context the training prompt carries: for the
-    personalization strategies it is the row's own context (the paper stores
-    both responses under the context-augmented prompt); for the reasoning
+    personalization strategies it is the row's own context (MIPO, arXiv 2603.19294,
+    stores both responses under the context-augmented prompt); for the reasoning
     variant it is ``None``.
     """
 

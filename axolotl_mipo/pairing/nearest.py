@@ -1,13 +1,13 @@
 """``nearest_context``: hard negatives, the rejected response generated under the most similar *other* context.
 
-``swap_context`` (the paper's appendix ablation) takes the rejected response
+``swap_context`` (MIPO's appendix ablation, arXiv 2603.19294) takes the rejected response
 from a *random* other user's context. Most random users differ from the row's
 user in almost everything, so the pair teaches little beyond "use the context
 at all", which ``drop_context`` already teaches. Here row ``i``'s rejected
 response is generated for row ``i``'s query under the context that is most
 similar to its own but *not identical* (a different text): the model must
 pick up what distinguishes this user from a near neighbour. Both responses
-are stored under row ``i``'s context-augmented prompt, as in the paper.
+are stored under row ``i``'s context-augmented prompt, as in MIPO.
 
 How the neighbour is found:
 

@@ -11,8 +11,8 @@ strategy               chosen                          rejected                 
 ``mismatched_prompt``  row i, no context               row sigma(i), no context         none
 =====================  ==============================  ===============================  ==============
 
-``drop_context`` is the paper's default for personalization, ``swap_context``
-its appendix ablation, ``mismatched_prompt`` its reasoning / general variant
+``drop_context`` is the default of MIPO (arXiv 2603.19294) for personalization,
+``swap_context`` its appendix ablation, ``mismatched_prompt`` its reasoning / general variant
 (sigma is a seeded derangement, see :mod:`axolotl_mipo.pairing.derangement`).
 """
 
@@ -214,7 +214,7 @@ class MismatchedPrompt(PairingStrategy):
     """MIPO's reasoning / general variant: rejected is the model's response to a different prompt.
 
     One generation per row, with no context (``Example.context`` is ignored
-    even when present: the paper's variant has prompts only). Row ``i``'s
+    even when present: MIPO's variant, arXiv 2603.19294, has prompts only). Row ``i``'s
     rejected response is the response of row ``sigma(i)``, where ``sigma`` is
     a seeded derangement (:func:`constrained_derangement`) that never pairs a
     row with itself, with a row of the identical prompt (equal

@@ -1,5 +1,10 @@
 """POPI-style preference summaries: a long user history becomes a short context the model wrote.
 
+POPI (arXiv 2510.17881; code github YizhuoChen99/POPI) trains a summarizer
+with RL to distil a user's history into a short natural-language preference
+summary; here the base model writes it zero-shot, and the summary is measured
+by the pointwise MI that MIPO (arXiv 2603.19294) maximises.
+
 ``mipo.context_builder: preference_summary`` sits between the context/query
 split and generation: each distinct context (the user's history, from the
 dataset's ``context_field``) is turned by the model itself into a short

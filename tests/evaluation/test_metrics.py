@@ -122,7 +122,7 @@ def test_judge_tally():
     t = M.judge_tally(["win", "tie", "loss", "win", "W", 0, -1, "tie"])
     assert (t.wins, t.ties, t.losses, t.n) == (3, 3, 2, 8)
     assert t.win_rate == 3 / 8 and t.tie_rate == 3 / 8 and t.loss_rate == 2 / 8
-    assert t.win_rate_ties_as_wins == 6 / 8  # the paper's figure
+    assert t.win_rate_ties_as_wins == 6 / 8  # MIPO's figure (arXiv 2603.19294 counts ties as wins)
     assert t.win_rate_ties_half == 4.5 / 8
     assert [M.judge_outcome(a, b) for a, b in [(5, 3), (3, 3), (2, 4)]] == ["win", "tie", "loss"]
     assert M.judge_outcome(3.2, 3.0, tol=0.5) == "tie"
