@@ -247,7 +247,8 @@ class MIPOConfig(_Strict):
     def _combinations(self) -> "MIPOConfig":
         if self.rmipo_gamma_min > self.rmipo_gamma_max:
             raise ValueError(
-                f"mipo.rmipo_gamma_min ({self.rmipo_gamma_min}) must be <= mipo.rmipo_gamma_max ({self.rmipo_gamma_max})"
+                f"mipo.rmipo_gamma_min ({self.rmipo_gamma_min}) must be <= "
+                f"mipo.rmipo_gamma_max ({self.rmipo_gamma_max})"
             )
         if self.perce_clip_min > self.perce_clip_max:
             raise ValueError(

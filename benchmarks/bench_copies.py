@@ -28,12 +28,12 @@ import transformers
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from bench_generation import make_prompts  # noqa: E402
+from bench_generation import make_prompts
 
-from axolotl_mipo.generation.base import generate_with_cache  # noqa: E402
-from axolotl_mipo.generation.cache import GenerationCache  # noqa: E402
-from axolotl_mipo.generation.hf import HFBackend  # noqa: E402
-from axolotl_mipo.testing.tiny import TinyModelSpec, build_tiny_model  # noqa: E402
+from axolotl_mipo.generation.base import generate_with_cache
+from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.generation.hf import HFBackend
+from axolotl_mipo.testing.tiny import TinyModelSpec, build_tiny_model
 
 
 def main() -> None:

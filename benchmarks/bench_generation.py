@@ -51,10 +51,10 @@ import transformers
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from axolotl_mipo.generation.base import generate_with_cache  # noqa: E402
-from axolotl_mipo.generation.cache import GenerationCache  # noqa: E402
-from axolotl_mipo.generation.hf import HFBackend  # noqa: E402
-from axolotl_mipo.testing.tiny import TinyModelSpec, build_tiny_model  # noqa: E402
+from axolotl_mipo.generation.base import generate_with_cache
+from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.generation.hf import HFBackend
+from axolotl_mipo.testing.tiny import TinyModelSpec, build_tiny_model
 
 WORDS = ("user likes short answers formal language cooking recipes football news python code jazz music travel "
          "tips gardening advice math puzzles poetry history facts").split()
@@ -168,7 +168,7 @@ def vllm_compare(path, tok, prompts, max_new, rounds, hf_model):
         return stats.tokens
 
     tps = bench(hf_model, tok, prompts, max_new, rounds, {"raw_vllm": raw, "vllm": ours, "hf": run_hf})
-    del llm, backend
+    llm = backend = None  # drop the engine before returning
     return tps
 
 

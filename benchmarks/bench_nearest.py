@@ -21,11 +21,11 @@ import os
 import time
 
 import numpy as np
+from bench_pairing import time_pairing  # this folder is on sys.path when the script runs
 
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.pairing import get_strategy
 from axolotl_mipo.pairing.nearest import MiniLMEmbedder, minilm_available, nearest_neighbors
-from bench_pairing import time_pairing  # this folder is on sys.path when the script runs
 
 AGES = ["young", "retired", "middle-aged", "teenage", "elderly", "thirty-something"]
 JOBS = ["nurse", "teacher", "software engineer", "farmer", "chef", "lawyer", "student", "pilot", "plumber",

@@ -229,8 +229,6 @@ def mipo_config(seed: int, base: Path, train_path: Path, out: Path, strategy: st
 
 
 def run_axolotl(cfg_path: Path, log_path: Path, threads: int) -> str:
-    import yaml  # noqa: F401  (the config is already written)
-
     bindir = os.path.dirname(sys.executable)
     env = dict(os.environ)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # `axolotl train` re-launches through `accelerate`
@@ -255,7 +253,8 @@ def _train_metrics(text: str) -> dict:
     steps = [dict(re.findall(r"'([\w/]+)': '([-\d.e]+)'", line)) for line in re.findall(r"\{'loss'[^}]*\}", text)]
     if steps:
         first, last = steps[0], steps[-1]
-        out["first_step"] = {k: float(first[k]) for k in ("loss", "rewards/accuracies", "rewards/margins") if k in first}
+        keys = ("loss", "rewards/accuracies", "rewards/margins")
+        out["first_step"] = {k: float(first[k]) for k in keys if k in first}
         out["last_step"] = {k: float(last[k]) for k in ("loss", "rewards/accuracies", "rewards/margins") if k in last}
         out["logged_steps"] = len(steps)
     m = re.search(r"'train_runtime': '([\d.]+)'", text)
@@ -276,11 +275,11 @@ def read_pairs(out: Path, tok, train_rows, strategy: str, seed: int) -> list[dic
 
     Pairs the builder dropped (an empty or identical response) are left out, as in training.
     """
-    from axolotl_mipo.pipeline.builder import render_prompt
     from axolotl_mipo.data.example import Example
     from axolotl_mipo.data.prompts import build_messages
     from axolotl_mipo.generation.cache import prompt_key
     from axolotl_mipo.pairing import get_strategy
+    from axolotl_mipo.pipeline.builder import render_prompt
 
     cache = {}
     for shard in sorted((out / "prepared" / "mipo_cache").glob("*/shard-*.jsonl")):
@@ -328,7 +327,10 @@ def pair_diagnostics(pairs: list[dict], base_dir: Path, adapter: Path, tok) -> d
         model = load_model(str(base_dir), str(ad) if ad else None, device="cpu")
         scored = response_logprobs(model, tok, with_c * 2 + without * 2, ys_c + ys_r + ys_c + ys_r, batch_size=32)
         n = len(pairs)
-        mean = lambda i: sum(v for v, _ in scored[i * n:(i + 1) * n]) / n  # noqa: E731
+
+        def mean(i, scored=scored, n=n):
+            return sum(v for v, _ in scored[i * n:(i + 1) * n]) / n
+
         lp[label] = {"chosen|c": mean(0), "rejected|c": mean(1), "chosen|no c": mean(2), "rejected|no c": mean(3)}
     d = {k: lp["after"][k] - lp["before"][k] for k in lp["before"]}
     margin_c = d["chosen|c"] - d["rejected|c"]
@@ -456,7 +458,8 @@ def diagnostics_table(results: list[dict]) -> str:
         return ""
     lines = ["What MIPO's DPO did to its own training pairs (after − before, mean log p in nats; "
              "'no c' = the same response scored without the context):", "",
-             "| seed | pairs (distinct rejected) | Δ chosen\\|c | Δ rejected\\|c | Δ chosen\\|no c | Δ rejected\\|no c | "
+             "| seed | pairs (distinct rejected) | Δ chosen\\|c | Δ rejected\\|c | Δ chosen\\|no c | "
+             "Δ rejected\\|no c | "
              "margin change with c | without c | context-specific | chosen / rejected obey the user (all 4; topic) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -464,7 +467,8 @@ def diagnostics_table(results: list[dict]) -> str:
         dl = d["delta_logp"]
         cs, rs = d["chosen_satisfaction"], d["rejected_satisfaction"]
         lines.append(
-            f"| {r['seed']} | {d['pairs']} ({d['distinct_rejected']}) | {dl['chosen|c']:+.2f} | {dl['rejected|c']:+.2f} | "
+            f"| {r['seed']} | {d['pairs']} ({d['distinct_rejected']}) | "
+            f"{dl['chosen|c']:+.2f} | {dl['rejected|c']:+.2f} | "
             f"{dl['chosen|no c']:+.2f} | {dl['rejected|no c']:+.2f} | {d['margin_change_with_context']:+.2f} | "
             f"{d['margin_change_without_context']:+.2f} | {d['context_specific_margin_change']:+.2f} | "
             f"{cs['all']:.2f} / {rs['all']:.2f}; {cs['topic']:.2f} / {rs['topic']:.2f} |")
@@ -544,8 +548,8 @@ def main(argv=None) -> int:
     head = ("Before/after MIPO, mean ± sample sd across seeds; spread = the larger sd; "
             "'Δ > spread' is the pass criterion.\n\n")
     diag_md = diagnostics_table(results)
-    (out / "table.md").write_text(head + md + "\n" + diag_md +
-                                  f"\nTotal wall time: {wall:.0f}s ({cpu_total:.0f} CPU-seconds, {os.cpu_count()} cores)\n")
+    wall_line = f"\nTotal wall time: {wall:.0f}s ({cpu_total:.0f} CPU-seconds, {os.cpu_count()} cores)\n"
+    (out / "table.md").write_text(head + md + "\n" + diag_md + wall_line)
     (out / "verdict.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu_total, "strategy": a.strategy,
                                                   "headline": verdict}, indent=1))
     print(head + md)
@@ -553,7 +557,8 @@ def main(argv=None) -> int:
     for r in results:
         mt = r["mipo_training"]
         print(f"seed {r['seed']}: SFT loss {r['sft']['final_loss']:.3f}; MIPO pairs kept {mt.get('pairs_kept')} of "
-              f"{mt.get('pairs_planned')} ({mt.get('dropped_identical')} identical); DPO last step {mt.get('last_step')}; "
+              f"{mt.get('pairs_planned')} ({mt.get('dropped_identical')} identical); "
+              f"DPO last step {mt.get('last_step')}; "
               f"wall {', '.join(f'{k} {v:.0f}s' for k, v in r['times_s'].items())}; "
               f"CPU {', '.join(f'{k} {v:.0f}s' for k, v in r['cpu_s'].items())}")
     ok = all(v["rises_beyond_spread"] for v in verdict.values())

@@ -5,12 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-import pytest  # noqa: E402
-import yaml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "mipo-strategy-example"
@@ -79,8 +79,9 @@ def tiny_mipo_config(tmp_path, tiny_model_dir):
 def context_blind_model(tiny_model_and_tokenizer):
     """A bigram "model" over the tiny tokenizer: logits depend on the current token only, so nothing before
     the response (the user context) can change any score."""
-    import torch
     from types import SimpleNamespace
+
+    import torch
 
     class Bigram(torch.nn.Module):
         def __init__(self, vocab: int):

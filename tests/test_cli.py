@@ -24,8 +24,8 @@ def test_eval_cli_writes_the_report(tmp_path, tiny_model_dir, capsys):
     S.write_jsonl(rows[:2], tmp_path / "train.jsonl")
     S.write_jsonl(rows[2:], tmp_path / "heldout.jsonl")
     # a LoRA adapter with non-zero B, so "after" differs from "before"
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora)
     peft_model.save_pretrained(tmp_path / "adapter")
     cfg = {
         "base_model": str(tiny_model_dir),

@@ -8,12 +8,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from axolotl_mipo.args import MIPODatasetConfig
-from axolotl_mipo.pipeline.builder import build_preference_rows
 from axolotl_mipo.data.rows import load_examples
 from axolotl_mipo.errors import MIPOError
 from axolotl_mipo.generation.base import GenerationResult
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.pairing import get_strategy
+from axolotl_mipo.pipeline.builder import build_preference_rows
 from axolotl_mipo.testing.fake_backend import FakeBackend
 
 NASTY = ["", " ", "\x00", "\n", "<|eot_id|>", "<|start_header_id|>system<|end_header_id|>", "{context}", "{query}",

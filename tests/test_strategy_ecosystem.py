@@ -26,7 +26,6 @@ from axolotl_mipo.pairing import (
 )
 from axolotl_mipo.testing.pairing_checks import check_strategy_invariants, examples_strategy, fake_responses
 
-
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "mipo-strategy-example"
 TEMPLATE = REPO / "examples" / "strategy-template"

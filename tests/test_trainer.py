@@ -1,14 +1,11 @@
 """MIPODPOTrainer on the tiny local Llama with LoRA: every loss trains, logs its metrics, and reduces to DPO."""
 
 import math
-import os
 
-os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from axolotl_mipo.errors import MIPOConfigError  # noqa: E402
+from axolotl_mipo.errors import MIPOConfigError
 
 PERCE_METRICS = ("perce/weight_mean", "perce/clipped_frac", "perce/pir_mean", "perce/aux_loss")
 RMIPO_METRICS = ("rmipo/gamma", "rmipo/dpmi", "rmipo/pmi_chosen", "rmipo/pmi_rejected")

@@ -7,8 +7,8 @@ prompt it is trained under.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _PLACEHOLDER = re.compile(r"\{(context|query)\}")

@@ -153,7 +153,9 @@ def _text(row: dict, field: str, *, idx: int, source: str, fix: str) -> str:
     return value
 
 
-def _split_messages(row: dict, ds_cfg, idx: int, source: str) -> tuple[tuple[tuple[str, str], ...], str | None, str | None]:
+def _split_messages(
+    row: dict, ds_cfg, idx: int, source: str
+) -> tuple[tuple[tuple[str, str], ...], str | None, str | None]:
     field = ds_cfg.messages_field
     msgs = row.get(field)
     if msgs is None:

@@ -135,7 +135,9 @@ def run_judge(judge, examples: Sequence[Example], responses: Sequence[str], tol:
     rows = [(ex, r) for ex, r in zip(examples, responses) if ex.meta.get("reference") is not None]
     if not rows:
         return {"n": 0, "invalid": 0, "note": "no reference responses: the judge needs them"}
-    query = lambda ex: "\n".join(c for role, c in ex.messages if role == "user")  # noqa: E731
+    def query(ex):
+        return "\n".join(c for role, c in ex.messages if role == "user")
+
     model_items = [(ex.context or "", query(ex), r) for ex, r in rows]
     ref_items = [(ex.context or "", query(ex), ex.meta["reference"]) for ex, _ in rows]
     scores = _judge_scores(judge, model_items + ref_items)
@@ -174,9 +176,9 @@ def generate_responses(model, tokenizer, examples: Sequence[Example], *, fmt: Pr
                        top_k: int | None = None, seed: int = 0, batch_size: int = 16,
                        progress: bool = True) -> list[tuple[str, int]]:
     """``(text, n_tokens)`` per example, generated WITH its context; batch-invariant per-row sampling."""
-    from axolotl_mipo.pipeline.builder import neutralize, render_prompt, special_token_strings
     from axolotl_mipo.generation.base import plan_batches
     from axolotl_mipo.generation.hf import HFBackend
+    from axolotl_mipo.pipeline.builder import neutralize, render_prompt, special_token_strings
 
     backend = HFBackend(model, tokenizer, model_id={}, max_new_tokens=max_new_tokens, temperature=temperature,
                         top_p=top_p, top_k=top_k, do_sample=temperature > 0, batch_size=batch_size, seed=seed)

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 # The pointwise MI lives with the scoring it summarises (a lower layer, which the pipeline's
 # preference-summary report uses too); re-exported here, and its NaN-safe mean reused below.
 from axolotl_mipo.scoring import MIResult as MIResult
-from axolotl_mipo.scoring import pointwise_mi as pointwise_mi
 from axolotl_mipo.scoring import mean_or_nan as _mean
+from axolotl_mipo.scoring import pointwise_mi as pointwise_mi
 
 _TOKEN = re.compile(r"[^\W_]+")
 
@@ -175,7 +175,7 @@ try:  # the Porter stemmer is pure code, no NLTK data download
 
     _STEMMER = _PorterStemmer()
     STEMMER_AVAILABLE = True
-except Exception:  # noqa: BLE001 - any import problem just disables stemming
+except Exception:  # any import problem just disables stemming
     _STEMMER = None
     STEMMER_AVAILABLE = False
 
@@ -385,12 +385,12 @@ def judge_tally(outcomes: Sequence) -> JudgeTally:
         if isinstance(key, bool) or key not in _OUTCOMES:
             raise ValueError(f"unknown judge outcome {o!r}; use win/tie/loss")
         counts[_OUTCOMES[key]] += 1
-    w, t, l = counts["win"], counts["tie"], counts["loss"]
-    n = w + t + l
+    w, t, lost = counts["win"], counts["tie"], counts["loss"]
+    n = w + t + lost
     rate = (lambda x: x / n) if n else (lambda x: float("nan"))
     return JudgeTally(
-        wins=w, ties=t, losses=l, n=n,
-        win_rate=rate(w), tie_rate=rate(t), loss_rate=rate(l),
+        wins=w, ties=t, losses=lost, n=n,
+        win_rate=rate(w), tie_rate=rate(t), loss_rate=rate(lost),
         win_rate_ties_half=rate(w + 0.5 * t),
         win_rate_ties_as_wins=rate(w + t),
     )

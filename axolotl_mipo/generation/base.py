@@ -148,7 +148,7 @@ def _run_batch(backend: GenerationBackend, prompts: list[str], retries: int, bac
         except MIPOGenerationError as exc:  # the backend already retried, or the error is final
             last = exc
             break
-        except Exception as exc:  # noqa: BLE001 - any backend failure is retried, then reported
+        except Exception as exc:  # any backend failure is retried, then reported
             last = exc
             if attempt < retries:
                 wait = backoff_s * (2**attempt)
@@ -188,7 +188,7 @@ def _run_batches(workers: Sequence[GenerationBackend], batches: list[list[int]],
                     return
                 done.put((batch, _run_batch(worker, [texts[i] for i in batch], retries, backoff_s,
                                             stats.generated, cache)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
+        except BaseException as exc:  # handed to the caller's thread, which raises it
             stop.set()
             done.put((None, exc))
         finally:

@@ -317,7 +317,8 @@ class HFBackend(SampledBackend):
         return procs
 
     def _seeds(self, prompts: Sequence[str]) -> torch.Tensor:
-        return torch.tensor([self.sampling.prompt_seed(p) for p in prompts], dtype=torch.int64, device=self.model.device)
+        seeds = [self.sampling.prompt_seed(p) for p in prompts]
+        return torch.tensor(seeds, dtype=torch.int64, device=self.model.device)
 
     def _new_cache(self):
         from transformers import DynamicCache

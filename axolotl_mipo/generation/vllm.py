@@ -22,7 +22,7 @@ from axolotl_mipo.generation.sampling import SampledBackend, SamplingSettings
 
 def _import_vllm():
     try:
-        import vllm  # noqa: F401
+        import vllm
     except ImportError:
         raise MIPOConfigError(
             "mipo.generation.backend vllm needs vLLM: pip install 'axolotl-mipo[vllm]' (GPU only)"
@@ -108,5 +108,5 @@ class VLLMBackend(SampledBackend):
             import torch
 
             torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001 - best effort on teardown
+        except Exception:  # best effort on teardown
             pass

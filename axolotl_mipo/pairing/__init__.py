@@ -13,10 +13,10 @@ weights, :mod:`~axolotl_mipo.pairing.mixing`; :func:`build_strategy` turns
 
 from axolotl_mipo.pairing.base import GenRequest, Pair, PairingStrategy
 from axolotl_mipo.pairing.derangement import constrained_derangement
+from axolotl_mipo.pairing.mixing import Mixture, build_strategy
+from axolotl_mipo.pairing.nearest import NearestContext
 from axolotl_mipo.pairing.registry import available_strategies, get_strategy, register_strategy
 from axolotl_mipo.pairing.strategies import DropContext, MismatchedPrompt, SwapContext
-from axolotl_mipo.pairing.nearest import NearestContext  # noqa: E402 - registers itself after the built-ins above
-from axolotl_mipo.pairing.mixing import Mixture, build_strategy  # noqa: E402
 
 __all__ = [
     "DropContext",

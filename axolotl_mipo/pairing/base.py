@@ -101,7 +101,7 @@ class PairingStrategy(ABC):
         if not examples:
             raise MIPOStrategyError(f"pairing strategy {self.name!r} got a dataset of zero rows; check mipo.datasets")
         if self.needs_context:
-            for pos, ex in enumerate(examples):
+            for ex in examples:
                 if ex.context is None or not ex.context.strip():
                     raise MIPODataError(
                         f"pairing strategy {self.name!r} needs a user context in every row, this one has none; "

@@ -65,8 +65,8 @@ import contextlib
 import functools
 import importlib.util
 import logging
-import time
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 

@@ -76,7 +76,7 @@ def _entry_points() -> list[Any]:
     # looked up on the module at call time so that tests can monkeypatch it
     try:
         return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
-    except Exception:  # noqa: BLE001 - broken metadata of an unrelated package must not break training
+    except Exception:  # broken metadata of an unrelated package must not break training
         return []
 
 

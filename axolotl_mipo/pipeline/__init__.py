@@ -15,14 +15,14 @@ import logging
 import os
 import shutil
 
-from axolotl_mipo.pipeline.builder import BuildStats, build_preference_rows
 from axolotl_mipo.data.prompts import PromptFormat
 from axolotl_mipo.data.rows import load_examples
-from axolotl_mipo.pipeline.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts, write_report
 from axolotl_mipo.generation import backend_from_config
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.generation.distributed import dist_info
 from axolotl_mipo.pairing import build_strategy
+from axolotl_mipo.pipeline.builder import BuildStats, build_preference_rows
+from axolotl_mipo.pipeline.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts, write_report
 
 LOG = logging.getLogger(__name__)
 DEFAULT_PREPARED_PATH = "last_run_prepared"

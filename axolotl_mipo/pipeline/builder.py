@@ -114,7 +114,8 @@ def _fit_prompts(examples, tokenizer, fmt, limit, policy, stats) -> list[Example
             # decoding can merge tokens differently: shrink until the rendered prompt really fits
             while keep > 0:
                 ctx = tokenizer.decode(ids[-keep:], skip_special_tokens=True).strip()
-                if ctx and _prompt_len(tokenizer, render_prompt(tokenizer, build_messages(ex.messages, ctx, fmt))) <= limit:
+                prompt = render_prompt(tokenizer, build_messages(ex.messages, ctx, fmt)) if ctx else ""
+                if ctx and _prompt_len(tokenizer, prompt) <= limit:
                     out.append(Example(index=ex.index, messages=ex.messages, context=ctx, source=ex.source,
                                        meta={**ex.meta, "context_truncated_from_tokens": len(ids)}))
                     stats.truncated_long += 1

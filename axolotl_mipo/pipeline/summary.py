@@ -191,7 +191,8 @@ def mi_summary_vs_history(
     model = getattr(backend, "model", None)
     if rows <= 0 or model is None or not hasattr(model, "forward"):
         if rows > 0:
-            LOG.info("preference_summary: the MI comparison needs the hf backend (a local model to score with); skipped")
+            LOG.info("preference_summary: the MI comparison needs the hf backend (a local model to score with); "
+                     "skipped")
         return report
     pool = list(summarized)
     sample = random.Random(seed).sample(pool, min(rows, len(pool)))

@@ -17,8 +17,8 @@ from axolotl_mipo.evaluation.evaluate import (
     run_judge,
 )
 from axolotl_mipo.evaluation.synthetic import synthetic_checker
-from axolotl_mipo.scoring import context_score_matrix
 from axolotl_mipo.generation.base import GenerationResult
+from axolotl_mipo.scoring import context_score_matrix
 
 
 def _rows(n_users=6, queries=1, seed=0):

@@ -55,7 +55,8 @@ def test_cache_files_are_json_and_manifest_checked(backend, prompts, tmp_path):
     cache = GenerationCache(tmp_path, backend.cache_key_parts())
     generate_with_cache(backend, prompts[:2], cache, progress=False)
     shards = list(cache.dir.glob("shard-*.jsonl"))
-    assert shards and all(json.loads(line)["k"] for s in shards for line in s.read_text(encoding="utf-8").split("\n") if line)
+    lines = [line for s in shards for line in s.read_text(encoding="utf-8").split("\n") if line]
+    assert shards and all(json.loads(line)["k"] for line in lines)
     manifest = json.loads((cache.dir / "manifest.json").read_text())
     assert manifest["key"] == cache.key
 

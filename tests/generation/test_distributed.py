@@ -14,7 +14,6 @@ import yaml
 from axolotl_mipo.generation.base import generate_with_cache
 from axolotl_mipo.generation.cache import GenerationCache
 
-
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -98,7 +97,8 @@ def test_two_ranks_generate_the_same_rows_as_one(reference_run, tiny_model_dir):
     assert "[rank 0/2]" in log and "[rank 1/2]" in log
     assert _read(out) == reference
     # each rank generated its own batches: no prompt is in two shards
-    keys = [json.loads(line)["k"] for s in cache.glob("*/shard-*.jsonl") for line in s.read_text(encoding="utf-8").split("\n") if line]
+    keys = [json.loads(line)["k"] for s in cache.glob("*/shard-*.jsonl")
+            for line in s.read_text(encoding="utf-8").split("\n") if line]
     assert len(keys) == len(set(keys))
 
 

@@ -1,17 +1,15 @@
 """The hf backend: batch-invariant sampling, the decode loop against transformers, OOM, model copies."""
 
 
+import threading
+
 import pytest
 
-from axolotl_mipo.pipeline.builder import render_prompt
 from axolotl_mipo.errors import MIPOGenerationError
 from axolotl_mipo.generation.base import generate_with_cache
 from axolotl_mipo.generation.cache import GenerationCache, model_fingerprint
 from axolotl_mipo.generation.hf import HFBackend
-import threading
-
-
-
+from axolotl_mipo.pipeline.builder import render_prompt
 
 QUERIES = ["What should I cook tonight?", "Recommend a book.", "Plan my trip, with many details please.",
            "Hi", "Explain photosynthesis.", "Write a greeting."]
@@ -137,7 +135,8 @@ def test_sparse_gumbel_equals_dense_noise():
     finite = torch.isfinite(scores)
     assert torch.equal(got[finite], dense[finite]) and torch.isinf(got[~finite]).all()
     full = torch.randn(3, 5000)  # nothing filtered: the dense path
-    assert torch.equal(add_gumbel(full, seeds, 7), full + (-torch.log(-torch.log(counter_uniform(seeds, 7, 5000)))).float())
+    dense = full + (-torch.log(-torch.log(counter_uniform(seeds, 7, 5000)))).float()
+    assert torch.equal(add_gumbel(full, seeds, 7), dense)
 
 
 def test_oom_halves_the_batch_and_continues(tiny_model_and_tokenizer, prompts):

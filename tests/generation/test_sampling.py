@@ -110,5 +110,6 @@ def test_greedy_keys_ignore_what_greedy_decoding_ignores():
 
 
 def test_prompt_seed_is_stable():
-    assert prompt_seed(42, "hello") == SamplingSettings(seed=42).prompt_seed("hello") == 1390575530986916157  # the value before the redesign
+    before_the_redesign = 1390575530986916157
+    assert prompt_seed(42, "hello") == SamplingSettings(seed=42).prompt_seed("hello") == before_the_redesign
     assert prompt_seed(42, "hello") != prompt_seed(43, "hello")

@@ -41,7 +41,8 @@ def test_mixture_weights_are_respected_seeded_and_recorded(tok, tmp_path):
     assert np.bincount(mix.assign(11, 0)).tolist() == [8, 3]  # largest remainder: 7.7 -> 8, 3.3 -> 3
 
     rows = _rows(40, contexts=8)
-    out, _ = build_preference_rows(rows, mix, FakeBackend(name="recording"), GenerationCache(tmp_path, {}), tok, progress=False)
+    out, _ = build_preference_rows(rows, mix, FakeBackend(name="recording"), GenerationCache(tmp_path, {}), tok,
+                                   progress=False)
     by_name = collections.Counter(r["mipo_strategy"] for r in out)
     assert by_name == {"drop_context": 28, "nearest_context": 12}
     for r in out:

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from axolotl_mipo.pipeline.builder import build_preference_rows
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.data.prompts import PromptFormat
 from axolotl_mipo.errors import MIPODataError, MIPOStrategyError
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.pairing import get_strategy
+from axolotl_mipo.pipeline.builder import build_preference_rows
 from axolotl_mipo.testing.fake_backend import FakeBackend
 
 
@@ -30,7 +30,8 @@ def test_rows_are_trl_conversational_with_the_context_in_the_prompt(tok, tmp_pat
                                         tok, progress=False)
     assert len(rows) == len(exs) == stats.pairs_kept
     for ex, row in zip(exs, rows):
-        assert row["prompt"] == [{"role": "system", "content": ex.context}, {"role": "user", "content": ex.messages[0][1]}]
+        assert row["prompt"] == [{"role": "system", "content": ex.context},
+                                 {"role": "user", "content": ex.messages[0][1]}]
         assert row["prompt_no_context"] == [{"role": "user", "content": ex.messages[0][1]}]
         assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
         assert row["chosen"] != row["rejected"]

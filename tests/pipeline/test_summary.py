@@ -6,10 +6,10 @@ import pytest
 
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.data.prompts import PromptFormat
-from axolotl_mipo.pipeline.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts
 from axolotl_mipo.errors import MIPOConfigError
 from axolotl_mipo.generation.base import GenerationResult
 from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.pipeline.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts
 from axolotl_mipo.testing.fake_backend import FakeBackend
 
 HISTORIES = [
@@ -45,7 +45,8 @@ def test_contexts_become_cached_summaries_and_the_reduction_is_reported(tok, tmp
     assert [ex.context for ex in out[:3]] == ["likes jazz", "likes gardening, short answers", HISTORIES[2]]
     assert all(ex.meta["history"] == HISTORIES[i % 3] for i, ex in enumerate(out))
     assert [ex.messages for ex in out] == [ex.messages for ex in _examples()]  # only the context changes
-    assert backend.generate_calls == 1 and backend.seen_max_new_tokens == [40] and backend.max_new_tokens == 512  # restored
+    # max_new_tokens is restored after the summaries
+    assert backend.generate_calls == 1 and backend.seen_max_new_tokens == [40] and backend.max_new_tokens == 512
     assert report.contexts == 3 and report.empty_summaries == 1
 
     def n(t):
@@ -105,8 +106,8 @@ def test_config_block_and_refusals():
 def test_mi_of_summary_and_history_conditioned_responses_with_the_tiny_model(tiny_model_and_tokenizer, tmp_path):
     """The hf path end to end on the tiny model: summaries, responses under both contexts, scored MI."""
     from axolotl_mipo.evaluation.metrics import pointwise_mi
-    from axolotl_mipo.scoring import conditional_logprobs
     from axolotl_mipo.generation.hf import HFBackend
+    from axolotl_mipo.scoring import conditional_logprobs
 
     model, tok = tiny_model_and_tokenizer
     backend = HFBackend(model, tok, model_id={}, max_new_tokens=8, temperature=0.7, batch_size=4, seed=1)
@@ -121,10 +122,9 @@ def test_mi_of_summary_and_history_conditioned_responses_with_the_tiny_model(tin
     import random
 
     sample = random.Random(0).sample(out, 4)
-    from axolotl_mipo.pipeline.builder import render_prompt
     from axolotl_mipo.data.prompts import build_messages
-
     from axolotl_mipo.generation.cache import prompt_key
+    from axolotl_mipo.pipeline.builder import render_prompt
 
     ys = [cache.get(prompt_key(render_prompt(tok, build_messages(e.messages, e.context, fmt)))).text for e in sample]
     lw, lo = conditional_logprobs(model, tok, sample, responses=ys, fmt=fmt)

@@ -3,11 +3,11 @@
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mipo_strategy_example import ShuffledQuery
 
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.errors import MIPOError, MIPOStrategyError
 from axolotl_mipo.testing.pairing_checks import check_strategy_invariants, examples_strategy
-from mipo_strategy_example import ShuffledQuery
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,9 +1,9 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mipo_strategy_template import MyStrategy
 
 from axolotl_mipo.errors import MIPOError
 from axolotl_mipo.testing.pairing_checks import check_strategy_invariants, examples_strategy
-from mipo_strategy_template import MyStrategy
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
