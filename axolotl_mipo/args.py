@@ -19,13 +19,71 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from axolotl_mipo.errors import MIPOConfigError
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- loss options, declared once
+@dataclass
+class MIPOTrainingArgsMixin:
+    """The loss options, declared once, as training-argument fields (Axolotl merges this into ``AxolotlDPOConfig``).
+
+    As TRL's ``DPOConfig`` declares a field, each option is one dataclass field
+    with its default and, in its metadata, its ``help``, its allowed values
+    (``choices``) and its bounds (``gt``/``ge``). Everything else derives from
+    these fields: the ``mipo:`` block's pydantic fields (the same names without
+    the ``mipo_`` prefix), :func:`training_args_from_config`,
+    :class:`MIPOLossSettings` and the checks of both; ``tests/test_args.py``
+    compares them with the README's config reference.
+    """
+
+    mipo_loss: str = field(default="dpo", metadata={
+        "help": "the loss: DPO, RMiPO's MI-modulated margin, PerCE token weights, or both",
+        "choices": ("dpo", "rmipo", "perce", "rmipo+perce")})
+    mipo_rmipo_form: str = field(default="reference_free", metadata={
+        "help": "reference_free (SimPO-style, as liavonpenn/rmipo) or dpo (keeps the reference log-ratios)",
+        "choices": ("reference_free", "dpo")})
+    mipo_rmipo_beta: float = field(default=2.0, metadata={
+        "help": "beta of the reference-free RMiPO form", "gt": 0.0})
+    mipo_rmipo_gamma_min: float = field(default=0.3, metadata={"help": "RMiPO margin for a large PMI gap"})
+    mipo_rmipo_gamma_max: float = field(default=1.6, metadata={"help": "RMiPO margin for a zero/negative PMI gap"})
+    mipo_rmipo_pmi_from: str = field(default="policy", metadata={
+        "help": "the model that scores each pair's PMI: the policy every step (as liavonpenn/rmipo), or the frozen "
+                "reference once, with precompute_ref_log_probs",
+        "choices": ("policy", "reference")})
+    mipo_perce_alpha: float = field(default=1.0, metadata={
+        "help": "weight of the auxiliary PerCE term on chosen", "ge": 0.0})
+    mipo_perce_clip_min: float = field(default=0.8, metadata={"help": "PerCE weight lower clip m"})
+    mipo_perce_clip_max: float = field(default=5.0, metadata={"help": "PerCE weight upper clip M"})
+    mipo_perce_token_weighted_dpo: bool = field(default=True, metadata={
+        "help": "weight the DPO sequence log-probs of policy and reference by PerCE weights"})
+    mipo_perce_weights_from: str = field(default="policy", metadata={
+        "help": "policy (recomputed every step) or reference (computed once with precompute_ref_log_probs)",
+        "choices": ("policy", "reference")})
+
+
+_PREFIX = "mipo_"
+LOSS_OPTIONS = {f.name[len(_PREFIX):]: f for f in fields(MIPOTrainingArgsMixin)}
+"""The loss options by their ``mipo:`` name (``loss``, ``rmipo_beta``...), each its mixin field."""
+
+
+def _pydantic_field(f) -> tuple[Any, Any]:
+    """The ``mipo:`` block's field for one loss option: its choices as a ``Literal``, its bounds as constraints."""
+    meta = f.metadata
+    ann = Literal[meta["choices"]] if "choices" in meta else f.type
+    bounds = {k: meta[k] for k in ("gt", "ge") if k in meta}
+    return ann, Field(default=f.default, description=meta["help"], **bounds)
+
+
+# the mipo: block's loss options, built from the declaration above (MIPOConfig inherits them)
+_LossOptions = create_model(
+    "_LossOptions", __base__=_Strict, **{name: _pydantic_field(f) for name, f in LOSS_OPTIONS.items()}
+)
 
 
 class MIPODatasetConfig(_Strict):
@@ -148,8 +206,11 @@ class StrategyWeight(_Strict):
 _CONTEXT_STRATEGIES = ("drop_context", "swap_context", "nearest_context")
 
 
-class MIPOConfig(_Strict):
-    """Every option of axolotl-mipo. See the README's config reference."""
+class MIPOConfig(_LossOptions):
+    """Every option of axolotl-mipo (the loss options come from :class:`MIPOTrainingArgsMixin`).
+
+    See the README's config reference.
+    """
 
     datasets: list[MIPODatasetConfig] = Field(min_length=1)
     strategy: str | list[StrategyWeight] = Field(
@@ -193,25 +254,6 @@ class MIPOConfig(_Strict):
         "(default: skip when on_bad_row is skip, else raise)",
     )
     dedupe_rows: bool = Field(default=True, description="drop exact duplicate rows (same context and conversation)")
-
-    # -- loss hooks (RMiPO / PerCE); the trainer reads them through training args
-    loss: Literal["dpo", "rmipo", "perce", "rmipo+perce"] = "dpo"
-    rmipo_form: Literal["reference_free", "dpo"] = "reference_free"
-    rmipo_beta: float = Field(default=2.0, gt=0.0)
-    rmipo_gamma_min: float = 0.3
-    rmipo_gamma_max: float = 1.6
-    rmipo_pmi_from: Literal["policy", "reference"] = Field(
-        default="policy",
-        description="the model that scores each pair's PMI: the policy every step (as released), or the frozen "
-        "reference once, with precompute_ref_log_probs",
-    )
-    perce_alpha: float = Field(default=1.0, ge=0.0, description="weight of the auxiliary PerCE term on chosen")
-    perce_clip_min: float = 0.8
-    perce_clip_max: float = 5.0
-    perce_token_weighted_dpo: bool = Field(
-        default=True, description="weight the DPO sequence log-probs of policy and reference by PerCE weights"
-    )
-    perce_weights_from: Literal["policy", "reference"] = "policy"
 
     @field_validator("context_template")
     @classmethod
@@ -375,62 +417,35 @@ def as_config(raw: Any) -> MIPOConfig:
     return MIPOConfig.model_validate(dict(raw))
 
 
-# --------------------------------------------------------------------------- loss options as training args
-LOSSES = ("dpo", "rmipo", "perce", "rmipo+perce")
-RMIPO_FORMS = ("reference_free", "dpo")
-WEIGHT_SOURCES = ("policy", "reference")
-@dataclass
-class MIPOTrainingArgsMixin:
-    """The loss options as training-argument fields (Axolotl merges this into ``AxolotlDPOConfig``).
-
-    Same names as the ``mipo:`` block with a ``mipo_`` prefix; see
-    :class:`axolotl_mipo.args.MIPOConfig` for their meaning.
-    """
-
-    mipo_loss: str = field(default="dpo", metadata={"help": "dpo | rmipo | perce | rmipo+perce"})
-    mipo_rmipo_form: str = field(default="reference_free", metadata={"help": "reference_free | dpo"})
-    mipo_rmipo_beta: float = field(default=2.0, metadata={"help": "beta of the reference-free RMiPO form"})
-    mipo_rmipo_gamma_min: float = field(default=0.3, metadata={"help": "RMiPO margin for a large PMI gap"})
-    mipo_rmipo_gamma_max: float = field(default=1.6, metadata={"help": "RMiPO margin for a zero/negative PMI gap"})
-    mipo_rmipo_pmi_from: str = field(
-        default="policy", metadata={"help": "policy (every step, as released) | reference (precomputed once)"}
-    )
-    mipo_perce_alpha: float = field(default=1.0, metadata={"help": "weight of the PerCE term on chosen"})
-    mipo_perce_clip_min: float = field(default=0.8, metadata={"help": "PerCE weight lower clip m"})
-    mipo_perce_clip_max: float = field(default=5.0, metadata={"help": "PerCE weight upper clip M"})
-    mipo_perce_token_weighted_dpo: bool = field(
-        default=True, metadata={"help": "weight the preference term's sequence log-probs by PerCE weights"}
-    )
-    mipo_perce_weights_from: str = field(
-        default="policy", metadata={"help": "policy (every step) | reference (precomputed once)"}
-    )
-
-
-_FIELD_DEFAULTS = {f.name: f.default for f in fields(MIPOTrainingArgsMixin)}
-
-
+# --------------------------------------------------------------------------- loss options as the trainer sees them
 def _validate_options(opts: dict) -> None:
-    """Raise ``MIPOConfigError`` naming the ``mipo.*`` key of the first bad value."""
+    """Raise ``MIPOConfigError`` naming the ``mipo.*`` key of the first bad value (``opts``: mixin field names)."""
 
-    def bad(key: str, why: str):
-        raise MIPOConfigError(f"mipo.{key[5:]}: {why}")
+    def bad(name: str, why: str):
+        raise MIPOConfigError(f"mipo.{name[len(_PREFIX):]}: {why}")
 
-    if opts["mipo_loss"] not in LOSSES:
-        bad("mipo_loss", f"{opts['mipo_loss']!r} is not one of {list(LOSSES)}")
-    if opts["mipo_rmipo_form"] not in RMIPO_FORMS:
-        bad("mipo_rmipo_form", f"{opts['mipo_rmipo_form']!r} is not one of {list(RMIPO_FORMS)}")
-    if opts["mipo_rmipo_pmi_from"] not in WEIGHT_SOURCES:
-        bad("mipo_rmipo_pmi_from", f"{opts['mipo_rmipo_pmi_from']!r} is not one of {list(WEIGHT_SOURCES)}")
-    if opts["mipo_perce_weights_from"] not in WEIGHT_SOURCES:
-        bad("mipo_perce_weights_from", f"{opts['mipo_perce_weights_from']!r} is not one of {list(WEIGHT_SOURCES)}")
-    if not opts["mipo_rmipo_beta"] > 0:
-        bad("mipo_rmipo_beta", "must be > 0")
+    for f in fields(MIPOTrainingArgsMixin):
+        value, meta = opts[f.name], f.metadata
+        if "choices" in meta and value not in meta["choices"]:
+            bad(f.name, f"{value!r} is not one of {list(meta['choices'])}")
+        if "gt" in meta and not value > meta["gt"]:
+            bad(f.name, f"must be > {meta['gt']:g}")
+        if "ge" in meta and not value >= meta["ge"]:
+            bad(f.name, f"must be >= {meta['ge']:g}")
     if opts["mipo_rmipo_gamma_min"] > opts["mipo_rmipo_gamma_max"]:
         bad("mipo_rmipo_gamma_min", "must be <= rmipo_gamma_max")
-    if opts["mipo_perce_alpha"] < 0:
-        bad("mipo_perce_alpha", "must be >= 0")
     if opts["mipo_perce_clip_min"] > opts["mipo_perce_clip_max"]:
         bad("mipo_perce_clip_min", "must be <= perce_clip_max")
+
+
+def _with_defaults(get) -> dict:
+    """Every mixin field: ``get(name)``, or the field's default where that is ``None``; floats and bools cast."""
+    out = {}
+    for f in fields(MIPOTrainingArgsMixin):
+        value = get(f.name)
+        value = f.default if value is None else value
+        out[f.name] = float(value) if f.type in (float, "float") else bool(value) if f.type in (bool, "bool") else value
+    return out
 
 
 def training_args_from_config(mipo_cfg: Any) -> dict:
@@ -447,40 +462,38 @@ def training_args_from_config(mipo_cfg: Any) -> dict:
         data = mipo_cfg.model_dump()
     else:
         data = dict(mipo_cfg)
-    out = {}
-    for name, default in _FIELD_DEFAULTS.items():
-        value = data.get(name[len("mipo_") :])
-        out[name] = default if value is None else value
-    for name in ("mipo_rmipo_beta", "mipo_rmipo_gamma_min", "mipo_rmipo_gamma_max", "mipo_perce_alpha",
-                 "mipo_perce_clip_min", "mipo_perce_clip_max"):
-        out[name] = float(out[name])
-    out["mipo_perce_token_weighted_dpo"] = bool(out["mipo_perce_token_weighted_dpo"])
+    out = _with_defaults(lambda name: data.get(name[len(_PREFIX):]))
     _validate_options(out)
     return out
 
 
 @dataclass(frozen=True)
 class MIPOLossSettings:
-    """The options as the trainer uses them, with the derived switches."""
+    """The loss options as the trainer uses them (the mixin's fields without the prefix), with derived switches.
 
-    loss: str = "dpo"
-    rmipo_form: str = "reference_free"
-    rmipo_beta: float = 2.0
-    rmipo_gamma_min: float = 0.3
-    rmipo_gamma_max: float = 1.6
-    rmipo_pmi_from: str = "policy"
-    perce_alpha: float = 1.0
-    perce_clip_min: float = 0.8
-    perce_clip_max: float = 5.0
-    perce_token_weighted_dpo: bool = True
-    perce_weights_from: str = "policy"
+    Built only by :meth:`from_args`, which fills every field from the training
+    arguments or the declaration's defaults; the import-time check below keeps
+    the field names equal to the declaration's.
+    """
+
+    loss: str
+    rmipo_form: str
+    rmipo_beta: float
+    rmipo_gamma_min: float
+    rmipo_gamma_max: float
+    rmipo_pmi_from: str
+    perce_alpha: float
+    perce_clip_min: float
+    perce_clip_max: float
+    perce_token_weighted_dpo: bool
+    perce_weights_from: str
 
     @classmethod
     def from_args(cls, args: Any) -> "MIPOLossSettings":
-        opts = {name: getattr(args, name, None) for name in _FIELD_DEFAULTS}
-        opts = {name: _FIELD_DEFAULTS[name] if value is None else value for name, value in opts.items()}
+        """From training arguments (``None``, or args without ``mipo_*`` fields: the defaults, i.e. plain DPO)."""
+        opts = _with_defaults(lambda name: getattr(args, name, None))
         _validate_options(opts)
-        return cls(**{name[len("mipo_") :]: value for name, value in opts.items()})
+        return cls(**{name[len(_PREFIX):]: value for name, value in opts.items()})
 
     @property
     def uses_rmipo(self) -> bool:
@@ -520,3 +533,7 @@ class MIPOLossSettings:
     @property
     def policy_weights(self) -> bool:
         return self.uses_perce and self.perce_weights_from == "policy"
+
+
+if [f.name for f in fields(MIPOLossSettings)] != list(LOSS_OPTIONS):
+    raise TypeError("MIPOLossSettings' fields must be MIPOTrainingArgsMixin's without the mipo_ prefix, in order")
