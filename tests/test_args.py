@@ -59,6 +59,7 @@ def _yaml(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+@pytest.mark.fast
 def test_loss_options_agree_across_the_block_the_training_args_and_the_readme():
     """Each loss option is declared once (MIPOTrainingArgsMixin); the mipo: block, the trainer's settings and
     the README's config reference must say the same default and allowed values."""

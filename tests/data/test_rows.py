@@ -8,6 +8,8 @@ from axolotl_mipo.args import MIPODatasetConfig
 from axolotl_mipo.data.rows import load_examples, split_row
 from axolotl_mipo.errors import MIPODataError
 
+pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
+
 
 def _write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -9,6 +9,8 @@ import pytest
 
 from axolotl_mipo.evaluation import metrics as M
 
+pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
+
 
 def test_pointwise_mi_values():
     r = M.pointwise_mi([-1.0, -2.0, -3.0], [-1.0, -2.0, -3.0])

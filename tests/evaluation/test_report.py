@@ -12,6 +12,8 @@ import pytest
 from axolotl_mipo.evaluation import metrics as M
 from axolotl_mipo.evaluation.report import EvalRun, summarize, write_report
 
+pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
+
 
 def _runs():
     rng = random.Random(0)

@@ -7,6 +7,8 @@ import pytest
 from axolotl_mipo.evaluation import synthetic as S
 from axolotl_mipo.evaluation.synthetic import synthetic_preferences
 
+pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
+
 
 def test_synthetic_task_is_deterministic():
     a = S.make_task(n_users=10, queries_per_user=3, seed=7)

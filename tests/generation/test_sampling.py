@@ -15,6 +15,8 @@ from axolotl_mipo.generation import backend_from_config
 from axolotl_mipo.generation.cache import stable_hash
 from axolotl_mipo.generation.sampling import SamplingSettings, prompt_seed
 
+pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
+
 
 class StandInTokenizer:
     chat_template = "{{ messages }}"

@@ -21,6 +21,8 @@ from axolotl_mipo.testing.pairing_checks import (
     fake_responses,
 )
 
+pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
+
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(0, 2**32 - 1)
 

@@ -14,6 +14,8 @@ from axolotl_mipo.testing.pairing_checks import (
     check_strategy_invariants,
 )
 
+pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
+
 
 def rows(n: int, *, contexts=None, queries=None) -> list[Example]:
     contexts = contexts if contexts is not None else [f"user {i % 7}" for i in range(n)]
