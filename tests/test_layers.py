@@ -1,0 +1,51 @@
+"""The package's layering: no module imports a higher layer (scripts/import_graph.py draws and checks it)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ig():
+    spec = importlib.util.spec_from_file_location("import_graph", REPO / "scripts" / "import_graph.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.fast
+def test_no_module_imports_a_higher_layer(ig):
+    g = ig.graph()
+    assert "axolotl_mipo.trainer" in g and "axolotl_mipo.losses" in g["axolotl_mipo.trainer"]
+    assert ig.violations(g) == []
+
+
+@pytest.mark.fast
+def test_the_check_sees_an_upward_import_and_an_unplaced_module(ig):
+    g = {"axolotl_mipo.pipeline.summary": {"axolotl_mipo.evaluation.metrics"}, "axolotl_mipo.newthing": set()}
+    bad = ig.violations(g)
+    assert any("pipeline.summary" in b and "higher layer" in b for b in bad)
+    assert any("newthing has no layer" in b for b in bad)
+
+
+@pytest.mark.fast
+def test_function_level_and_relative_imports_count(ig, tmp_path, monkeypatch):
+    pkg = tmp_path / "axolotl_mipo"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "data" / "__init__.py").write_text("")
+    (pkg / "evaluation.py").write_text("")
+    (pkg / "data" / "rows.py").write_text("def f():\n    from .. import evaluation\n")
+    monkeypatch.setattr(ig, "ROOT", pkg)
+    assert ig.graph()["axolotl_mipo.data.rows"] == {"axolotl_mipo", "axolotl_mipo.evaluation"}
+    assert any("data.rows" in b for b in ig.violations(ig.graph()))
+
+
+def test_every_test_module_name_is_unique_or_in_a_package():
+    """Test folders are packages (tests/<folder>/__init__.py), so two test_base.py files do not clash."""
+    for d in (REPO / "tests").rglob("*"):
+        if d.is_dir() and d.name != "__pycache__" and any(d.glob("test_*.py")):
+            assert (d / "__init__.py").is_file(), f"{d} holds tests but is not a package"
