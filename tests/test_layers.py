@@ -49,3 +49,21 @@ def test_every_test_module_name_is_unique_or_in_a_package():
     for d in (REPO / "tests").rglob("*"):
         if d.is_dir() and d.name != "__pycache__" and any(d.glob("test_*.py")):
             assert (d / "__init__.py").is_file(), f"{d} holds tests but is not a package"
+
+
+# tests that cross modules sit at the top of tests/ without a module of their own
+CROSS_CUTTING = {"test_fuzz", "test_safety", "test_e2e", "test_strategy_ecosystem", "test_layers"}
+
+
+@pytest.mark.fast
+def test_tests_mirror_the_package():
+    """tests/<package>/test_<module>.py tests axolotl_mipo/<package>/<module>.py; tests/test_<module>.py a
+    top-level module, or is one of the cross-cutting files."""
+    pkg = REPO / "axolotl_mipo"
+    for f in sorted((REPO / "tests").rglob("test_*.py")):
+        rel = f.relative_to(REPO / "tests")
+        module = rel.stem[len("test_"):]
+        if len(rel.parts) == 1 and rel.stem in CROSS_CUTTING:
+            continue
+        target = pkg.joinpath(*rel.parts[:-1], module + ".py")
+        assert target.is_file(), f"tests/{rel} mirrors no module ({target.relative_to(REPO)} does not exist)"

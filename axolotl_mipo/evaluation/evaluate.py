@@ -279,13 +279,31 @@ def evaluate_model(
 ) -> EvalResult:
     """Every figure for one model on ``examples`` (held-out rows with a user context each).
 
-    ``n_generate``: evaluate only the first N rows. ``k_values``: numbers of
-    candidate contexts for identification; a K larger than the number of
-    distinct contexts is skipped with a note. ``judge``: an :class:`LLMJudge`,
-    any object with ``score(items) -> list[float | None]`` or a callable
-    ``(context, query, response) -> float | None``. ``checker``:
-    ``(responses, examples) -> {name: value}``, added to the figures as
-    ``pref_<name>`` (e.g. the synthetic task's preference satisfaction).
+    Args:
+        model: a causal LM (the merged adapter, or the base model).
+        tokenizer: its tokenizer, with the chat template the model was trained with.
+        examples: held-out rows, each with a user context.
+        k_values: numbers of candidate contexts for identification; a K larger
+            than the number of distinct contexts is skipped with a note.
+        n_generate: evaluate only the first N rows (``None``: all).
+        max_new_tokens: length limit of the generated responses.
+        temperature: sampling temperature (0: greedy).
+        top_p: nucleus sampling threshold.
+        top_k: top-k sampling (``None``: off).
+        seed: the sampling seed (per-prompt seeds derive from it).
+        batch_size: rows per generation and scoring batch.
+        fmt: where and how the context enters the prompt (default: a system message).
+        judge: an :class:`LLMJudge`, any object with ``score(items) -> list[float | None]``
+            or a callable ``(context, query, response) -> float | None``.
+        judge_tol: score difference under which the judge's verdict is a tie.
+        checker: ``(responses, examples) -> {name: value}``, added to the
+            figures as ``pref_<name>`` (e.g. the synthetic task's preference
+            satisfaction, :func:`~axolotl_mipo.evaluation.synthetic.synthetic_checker`).
+        identify_references: also score the reference responses (``ref_*`` figures).
+        progress: show progress bars.
+
+    Returns:
+        An :class:`EvalResult`.
 
     Figures (all in nats where log-probs are involved): ``mi_mean`` /
     ``mi_per_token`` / ``mi_sem`` of generated responses; ``ref_mi_mean`` /

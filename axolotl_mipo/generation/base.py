@@ -242,6 +242,23 @@ def generate_with_cache(
     on every rank, rank ``r`` generates batches ``r, r + world_size, ...`` into
     the shared cache folder, and after ``barrier()`` every rank reads the
     others' shards. No rank generates another's rows.
+
+    Args:
+        backend: turns prompt texts into responses (``workers()`` run batches
+            at the same time).
+        prompts: chat-templated prompt texts; duplicates are generated once.
+        cache: where finished responses are kept and looked up.
+        progress: show a progress bar with rows/s and tokens/s.
+        retries: retries of a failed batch before giving up (the cache keeps
+            every finished batch).
+        backoff_s: base of the exponential backoff between retries.
+        rank: this process's rank among ``world_size``.
+        world_size: processes sharing the work (1: this one does everything).
+        barrier: waits for every rank (required when ``world_size > 1``).
+
+    Returns:
+        ``(results, stats)``: ``{prompt: GenerationResult}`` for every distinct
+        prompt, and the counts (requested, cached, generated, tokens, seconds).
     """
     stats = GenerationStats()
     unique = list(dict.fromkeys(prompts))

@@ -150,11 +150,32 @@ def build_preference_rows(
 ) -> tuple[list[dict], BuildStats]:
     """Validate, generate what is missing, pair, and return the DPO rows.
 
-    ``long_prompt`` decides what happens to a row whose prompt (with its own
-    context) is longer than ``max_prompt_tokens``: ``raise`` (an error naming
-    the row), ``skip`` (dropped and counted) or ``truncate_context`` (the
-    context keeps its *last* tokens, the most recent history, until the prompt
-    fits; dropped and counted if even an empty context does not fit).
+    Args:
+        examples: the split input rows (:func:`axolotl_mipo.data.rows.load_examples`).
+        strategy: the pairing strategy; its requirements are checked before
+            anything is generated.
+        backend: generates the responses; only prompts missing from ``cache``
+            reach it.
+        cache: the generation cache (responses keyed by prompt, under a folder
+            keyed by the backend's settings).
+        tokenizer: renders prompts with its chat template and counts tokens.
+        fmt: where and how the context enters the prompt (default: a system
+            message).
+        seed: the pairing seed.
+        max_prompt_tokens: the longest prompt allowed (``None``: no limit).
+        progress: show a progress bar while generating.
+        gen_kwargs: passed on to :func:`~axolotl_mipo.generation.base.generate_with_cache`
+            (``retries``, ``rank``, ``world_size``, ``barrier``...).
+        long_prompt: what happens to a row whose prompt (with its own context)
+            is longer than ``max_prompt_tokens``: ``raise`` (an error naming the
+            row), ``skip`` (dropped and counted) or ``truncate_context`` (the
+            context keeps its *last* tokens, the most recent history, until the
+            prompt fits; dropped and counted if even an empty context does not
+            fit).
+
+    Returns:
+        ``(rows, stats)``: TRL conversational preference rows (see the module
+        docstring) and the counts of what was kept, dropped and generated.
     """
     fmt = fmt or PromptFormat()
     stats = BuildStats(rows=len(examples))
