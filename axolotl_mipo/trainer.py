@@ -483,7 +483,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         if s.needs_reference:
             ref_logps = self._reference_logps(inputs, model_kwargs, mask, seq_weights)
             logratios = (masked_sum(per_token_logps, mask, seq_weights) - ref_logps).chunk(2)
-        gamma = None
+        gamma = dpmi = pmi = None
         if s.uses_rmipo:
             dpmi, pmi = self._rmipo_dpmi(inputs, per_token_logps, mask)
             gamma = rmipo_gamma(dpmi, s.rmipo_gamma_min, s.rmipo_gamma_max)
@@ -492,6 +492,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         )
         loss = per_pair.mean()
 
+        aux = None
         if s.uses_perce:
             aux = perce_loss(per_token_logps[:half], weights[:half], mask[:half])
             loss = loss + s.perce_alpha * aux
