@@ -34,9 +34,9 @@ For each seed, in its own worker process (the seeds run side by side):
    preference checkers.
 4. **MIPO with the plugin**: a YAML with ``plugins: [axolotl_mipo.MIPOPlugin]``,
    ``strategy: drop_context`` (chosen generated with the context, rejected
-   without it; the paper's generation settings, temperature 0.1, top-p 0.9) on
-   the 256 training rows, LoRA (r 16) DPO with beta 0.1 (the paper's), 2
-   epochs, lr 5e-4 cosine (a LoRA learning rate for a tiny model: the paper's
+   without it; MIPO's (arXiv 2603.19294) generation settings, temperature 0.1, top-p 0.9) on
+   the 256 training rows, LoRA (r 16) DPO with beta 0.1 (MIPO's), 2
+   epochs, lr 5e-4 cosine (a LoRA learning rate for a tiny model: MIPO's
    1e-6 is for full fine-tuning of 1B+ models), run as a real
    ``axolotl train`` subprocess. MIPO sees no references and no labels.
 5. **Evaluate** base + adapter with the same sampling seed (paired comparison).
@@ -55,7 +55,7 @@ and says whether MI and identification accuracy rose by more than the spread
 by the diagnostics. Wall and CPU seconds are recorded per stage: the wall time
 depends on what else runs on the machine, the CPU seconds much less.
 
-``--strategy swap_context`` runs the paper's appendix ablation (rejected
+``--strategy swap_context`` runs MIPO's appendix ablation (rejected
 generated with another user's context) on the same base models.
 
 The seed changes everything: the task's users and phrasings, the split, the
@@ -481,8 +481,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/proof")
     p.add_argument("--jobs", type=int, default=None, help="seeds run at once (default: all)")
     p.add_argument("--strategy", default="drop_context",
-                   help="MIPO pairing strategy (the proof: drop_context, the paper's default; swap_context is "
-                        "the paper's appendix ablation)")
+                   help="MIPO pairing strategy (the proof: drop_context, MIPO's default; swap_context is "
+                        "MIPO's appendix ablation)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     out = Path(a.out).resolve()
