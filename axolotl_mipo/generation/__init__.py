@@ -7,6 +7,7 @@ from axolotl_mipo.generation.base import (
     generate_with_cache,
 )
 from axolotl_mipo.generation.cache import GenerationCache
+from axolotl_mipo.generation.sampling import SamplingSettings
 
 BACKENDS = {
     "hf": "axolotl_mipo.generation.hf:HFBackend",
@@ -29,6 +30,7 @@ __all__ = [
     "GenerationCache",
     "GenerationResult",
     "GenerationStats",
+    "SamplingSettings",
     "backend_from_config",
     "generate_with_cache",
 ]

@@ -1,5 +1,12 @@
 """The whole data side in one call: rows -> split -> generation -> pairing -> DPO rows.
 
+The stages live here: :mod:`~axolotl_mipo.pipeline.builder` (generation and
+pairing into TRL's preference rows), :mod:`~axolotl_mipo.pipeline.summary`
+(POPI-style preference summaries, before pairing) and :func:`build_rows`,
+which runs them from a config. They read input from :mod:`axolotl_mipo.data`
+and use :mod:`axolotl_mipo.generation`, :mod:`axolotl_mipo.pairing` and
+:mod:`axolotl_mipo.scoring`, never a higher layer.
+
 Used by the plugin's ``load_datasets`` hook and by ``axolotl-mipo generate``.
 Under ``torchrun`` / ``accelerate launch`` with several processes the ``hf``
 and ``openai`` backends split the generation batches across ranks (each rank
