@@ -306,20 +306,20 @@ RECORDED = {'0.23.0': {'EngineArgs': ['model', 'enable_return_routed_experts', '
 
 
 def installed_api() -> dict | None:
-    """The same record for the vLLM installed here, read from its source; ``None`` when there is none."""
-    import importlib.util
+    """The same record for the vLLM installed here, read from its source; ``None`` when there is none.
 
-    spec = importlib.util.find_spec("vllm")
-    if spec is None or not spec.origin:
+    Found through the installed distribution, not ``sys.modules`` (where a test may have put a stand-in).
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("vllm")
+    except metadata.PackageNotFoundError:
         return None
-    root = Path(spec.origin).parents[1]
-    version = "unknown"
-    for rel in ("vllm/_version.py", "vllm/version.py"):
-        m = (root / rel).exists() and re.search(r"version = .*?['\"]([^'\"]+)['\"]", (root / rel).read_text())
-        if m:
-            version = m.group(1)
-            break
-    return record(root, version)
+    root = Path(dist.locate_file(""))
+    if not (root / "vllm" / "entrypoints" / "llm.py").exists():
+        return None
+    return record(root, dist.version)
 
 
 if __name__ == "__main__":
