@@ -276,6 +276,7 @@ def run_training(model_dir: Path, work: Path, seq: int, loss: str, smoke: bool) 
                    fits_16gb=peak_res + CUDA_CONTEXT <= 16e9, fits_24gb=peak_res + CUDA_CONTEXT <= 24e9)
     else:
         out.update(cpu_train_peak_delta_mib=cpu_peak.delta_mb, cpu_memory_kind=MemPeak.kind)
+    out["estimate_gib" if cuda else "estimate_mib"] = estimate_for(out)
     del trainer, model, meta
     _release()
     return out
@@ -371,16 +372,19 @@ def run_vllm(model_dir: Path, work: Path, smoke: bool) -> dict:
 
 # -- the plan ------------------------------------------------------------------------------------------------------
 def plan(smoke: bool, gpus: int) -> list[tuple[str, float, callable]]:
-    """(name, estimated seconds, run(work)) in order of how much each figure tells."""
-    steps = []
-    big, seqs = ("smoke", [256, 128]) if smoke else ("llama-3.2-3b", [2048, 1024])
-    for seq in seqs:
-        for loss in LOSSES if (seq == seqs[0] or not smoke) else ["dpo"]:
-            first = not steps
-            est = (20 if smoke else 45) + ((30 if smoke else 120) if first or loss == "dpo" else 0)
-            steps.append((f"train/{big}/seq{seq}/{loss}", est,
-                          lambda w, seq=seq, loss=loss: run_training(w.model(big), w.sub(big), seq, loss, smoke)))
-    gen_model = "smoke" if smoke else "llama-3.2-3b"
+    """(name, estimated seconds, run(work)) in order of how much each figure tells: every loss at the longest
+    sequence (the memory that decides 16 / 24 GB; the first run also generates, so it measures the hand-off),
+    then generation speed, vLLM, the shorter sequence, the 8B model, the shorter sequence's other losses."""
+    big, (long, short) = ("smoke", (256, 128)) if smoke else ("llama-3.2-3b", (2048, 1024))
+    gen_model = big
+    # the first run at a length builds the model (once) and generates the pairs; later ones reuse both
+    first_s, later_s = (40, 20) if smoke else (170, 45)
+
+    def train(seq, loss, est, shape=big):
+        return (f"train/{shape}/seq{seq}/{loss}", est,
+                lambda w: run_training(w.model(shape), w.sub(shape), seq, loss, smoke))
+
+    steps = [train(long, loss, first_s if i == 0 else later_s) for i, loss in enumerate(LOSSES)]
     for four_bit in ([False] if smoke else [False, True]):
         steps.append((f"generate/{gen_model}/{'4bit' if four_bit else 'bf16'}/one-copy", 10 if smoke else 60,
                       lambda w, fb=four_bit: run_generation(w.model(gen_model), w.root, fb, "one", smoke)))
@@ -388,9 +392,10 @@ def plan(smoke: bool, gpus: int) -> list[tuple[str, float, callable]]:
         steps.append((f"generate/{gen_model}/bf16/{gpus}-copies", 60,
                       lambda w: run_generation(w.model(gen_model), w.root, False, "all", smoke)))
     steps.append((f"vllm/{gen_model}", 10 if smoke else 120, lambda w: run_vllm(w.model(gen_model), w.root, smoke)))
+    steps.append(train(short, "dpo", first_s if smoke else 120))
     if not smoke:
-        steps.append(("train/llama-3.1-8b/seq2048/dpo", 200,
-                      lambda w: run_training(w.model("llama-3.1-8b"), w.sub("llama-3.1-8b"), 2048, "dpo", False)))
+        steps.append(train(long, "dpo", 240, shape="llama-3.1-8b"))
+        steps += [train(short, loss, later_s) for loss in LOSSES[1:]]
     return steps
 
 
@@ -407,7 +412,7 @@ class Work:
         return p
 
 
-def estimate_for(r: dict) -> float | None:
+def estimate_for(r: dict) -> float:
     """``axolotl_mipo.memory``'s estimate for a training result: the peak in GiB on CUDA; on the CPU the
     step's memory above the loaded weights in MiB (what the CPU measure sees), for the batch's real width."""
     from axolotl_mipo.memory import Shape, estimate
@@ -433,11 +438,10 @@ def table(results: dict) -> str:
                         f"16GB {'ok' if r['fits_16gb'] else 'NO'}, 24GB {'ok' if r['fits_24gb'] else 'NO'}")
             else:
                 fig += f", step memory {r['cpu_train_peak_delta_mib']:.0f} MiB ({r['cpu_memory_kind']})"
-            est = estimate_for(r)
-            if est is not None and "peak_reserved_gib" not in r:
-                r["estimate_mib"] = est
-            if est is not None:
-                fig += f"; estimate {est:.2f} {'GiB' if 'peak_reserved_gib' in r else 'MiB'}"
+            if "estimate_gib" in r:
+                fig += f"; estimate {r['estimate_gib']:.1f} GiB"
+            elif "estimate_mib" in r:
+                fig += f"; estimate {r['estimate_mib']:.0f} MiB"
             held = [v for v in r["handoff"]["held_mib"].values()]
             if held:
                 fig += f"; hand-off held {max(held):.0f} MiB"
