@@ -52,7 +52,10 @@ def _import_vllm():
         import vllm  # noqa: F401
     except ImportError:
         raise MIPOConfigError(
-            "mipo.generation.backend vllm needs vLLM: pip install 'axolotl-mipo[vllm]' (GPU only)"
+            "mipo.generation.backend vllm needs vLLM: pip install 'axolotl-mipo[vllm]' (GPU only; beside axolotl "
+            "0.19 that is vLLM 0.23.0, which needs torch 2.11.0). Beside axolotl 0.21 no vLLM release installs "
+            "(axolotl pins gradio, whose pillow<13 conflicts with vLLM 0.33): run `vllm serve` from its own "
+            "environment and use mipo.generation.backend: openai"
         ) from None
     return vllm
 
