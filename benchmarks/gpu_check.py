@@ -198,7 +198,7 @@ def train_config(model_dir: Path, work: Path, seq: int, loss: str, smoke: bool) 
     cfg = yaml.safe_load((REPO / "example_configs" / "mipo-llama.yml").read_text())
     rows = work / f"rows-{seq}.jsonl"
     if not rows.exists():
-        # the prompt (context + query + template) about half the sequence; the response runs to max_new_tokens
+        # the prompt (context + query + template) about half the sequence; the response fills the rest
         write_rows(rows, 8, seq // 2 - 40)
     cfg.pop("save_steps", None)
     cfg.update(base_model=str(model_dir), tokenizer_type="AutoTokenizer", sequence_len=seq,
@@ -207,7 +207,9 @@ def train_config(model_dir: Path, work: Path, seq: int, loss: str, smoke: bool) 
                dataset_prepared_path=str(work / "prepared"), dataloader_num_workers=0, dataset_num_proc=1)
     cfg["mipo"].update(loss=loss, cache_dir=str(work / "mipo_cache"), val_fraction=0.0)
     cfg["mipo"]["datasets"][0]["path"] = str(rows)
-    cfg["mipo"]["generation"].update(max_new_tokens=seq // 2, batch_size=16)
+    # random weights sample mostly the padded vocabulary's "<unused_N>" entries, and each decodes to text that
+    # re-tokenizes to about 5 tokens: seq / 6 new tokens fill the response half of the sequence
+    cfg["mipo"]["generation"].update(max_new_tokens=max(16, seq // 6), batch_size=16)
     if smoke:  # bitsandbytes' 4-bit weights and paged optimizers, bf16 and tf32 need CUDA
         cfg.update(load_in_4bit=False, adapter="lora", optimizer="adamw_torch", bf16=False, tf32=False,
                    sdp_attention=False, lora_r=8, lora_alpha=16, micro_batch_size=2)
@@ -243,6 +245,8 @@ def run_training(model_dir: Path, work: Path, seq: int, loss: str, smoke: bool) 
            "handoff": {"allocated_before_mib": {d: b / 2**20 for d, b in before.items()},
                        "allocated_after_mib": {d: b / 2**20 for d, b in after.items()},
                        "held_mib": {d: (after[d] - before.get(d, 0)) / 2**20 for d in after}}}
+    # what earlier runs in this process left allocated (should be ~0); subtracted from the peaks below
+    leftover = torch.cuda.memory_allocated() if cuda else 0
     trainer, model, *_ = setup_model_and_trainer(cfg, meta)
 
     times: list[float] = []
@@ -257,7 +261,7 @@ def run_training(model_dir: Path, work: Path, seq: int, loss: str, smoke: bool) 
             times.append(time.perf_counter() - self.t)
 
     trainer.add_callback(StepTimer())
-    static = torch.cuda.memory_allocated() if cuda else None
+    static = torch.cuda.memory_allocated() if cuda else None  # the loaded model, LoRA and reference
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     from bench_losses import MemPeak  # glibc's live malloc bytes, sampled in a thread
@@ -271,8 +275,10 @@ def run_training(model_dir: Path, work: Path, seq: int, loss: str, smoke: bool) 
         final_loss=next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
     )
     if cuda:
-        peak_alloc, peak_res = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
-        out.update(static_gib=static / GIB, peak_allocated_gib=peak_alloc / GIB, peak_reserved_gib=peak_res / GIB,
+        peak_alloc = torch.cuda.max_memory_allocated() - leftover
+        peak_res = torch.cuda.max_memory_reserved() - leftover
+        out.update(leftover_gib=leftover / GIB, static_gib=(static - leftover) / GIB,
+                   peak_allocated_gib=peak_alloc / GIB, peak_reserved_gib=peak_res / GIB,
                    fits_16gb=peak_res + CUDA_CONTEXT <= 16e9, fits_24gb=peak_res + CUDA_CONTEXT <= 24e9)
     else:
         out.update(cpu_train_peak_delta_mib=cpu_peak.delta_mb, cpu_memory_kind=MemPeak.kind)
