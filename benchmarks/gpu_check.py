@@ -348,6 +348,10 @@ def run_vllm(model_dir: Path, work: Path, smoke: bool) -> dict:
     cfg = DictDefault({"base_model": str(model_dir), "sequence_len": 1024})
     mipo = MIPOConfig(datasets=[{"path": "x.jsonl"}], generation={
         "backend": "vllm", "max_new_tokens": new, "load_in_4bit": False, "gpu_memory_utilization": 0.5})
+    import torch
+
+    cuda = torch.cuda.is_available()
+    free_before = torch.cuda.mem_get_info()[0] if cuda else None  # device-wide: the engine core is its own process
     backend = backend_from_config(cfg, mipo, tok)
     try:
         llm = backend.llm  # started once; raw and backend runs share it
@@ -369,11 +373,17 @@ def run_vllm(model_dir: Path, work: Path, smoke: bool) -> dict:
     finally:
         backend.close()
         llm = None
+        _release()
+    held = None
+    if cuda:
+        time.sleep(2)  # the engine core process exits asynchronously
+        held = (free_before - torch.cuda.mem_get_info()[0]) / 2**20
     base = statistics.mean(raw_tps)
     return {"version": getattr(vllm, "__version__", "?"), "stand_in": stand_in is not None, "prompts": n,
             "max_new_tokens": new, "raw_tokens_per_s": base, "backend_tokens_per_s": ours, "ratio": ours / base,
             "target": 0.9, "ok": None if stand_in else ours / base >= 0.9,
-            "engine_shut_down": stand_in.shutdowns == 1 if stand_in else None}
+            "engine_shut_down": stand_in.shutdowns == 1 if stand_in else None,
+            "device_memory_held_after_close_mib": held}
 
 
 # -- the plan ------------------------------------------------------------------------------------------------------
@@ -459,7 +469,8 @@ def table(results: dict) -> str:
                        f"engine shut down: {r['engine_shut_down']}")
             else:
                 fig = (f"backend {r['backend_tokens_per_s']:.1f} vs raw {r['raw_tokens_per_s']:.1f} tokens/s = "
-                       f"{r['ratio']:.2f}x (target >= 0.9: {'ok' if r['ok'] else 'MISSED'})")
+                       f"{r['ratio']:.2f}x (target >= 0.9: {'ok' if r['ok'] else 'MISSED'}); held after close "
+                       f"{r['device_memory_held_after_close_mib']:.0f} MiB")
         else:
             fig = json.dumps(r)[:78]
         lines.append(f"{name:<40} {fig}")

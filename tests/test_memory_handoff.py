@@ -143,11 +143,15 @@ def test_handoff_check_reports_memory_still_held(monkeypatch, caplog):
     the figure and a leak are logged (simulated here: no GPU)."""
     from axolotl_mipo.generation import handoff
 
+    import torch
+
     monkeypatch.setattr(handoff, "cuda_allocated", lambda: {0: 5 * 2**30})
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: (70 * 2**30, 141 * 2**30))
     with caplog.at_level("INFO", logger="axolotl_mipo.generation"):
         held = handoff.check_handoff({0: 1 * 2**30})
     assert held == {0: 4 * 2**30}
-    assert "cuda:0 5120 MiB (before 1024)" in caplog.text and "still holds GPU memory" in caplog.text
+    assert "cuda:0 5120 MiB (before 1024; 70.0 GiB free on the device)" in caplog.text
+    assert "still holds GPU memory" in caplog.text
     caplog.clear()
     with caplog.at_level("INFO", logger="axolotl_mipo.generation"):
         assert handoff.check_handoff({0: 5 * 2**30}) == {0: 0}

@@ -83,7 +83,9 @@ class LoadedOnFirstUse:
 
     Nothing about the cache key needs the weights, so a run whose responses are
     all cached (``axolotl train`` after ``axolotl preprocess``) never loads them.
-    ``on_load`` sees the value once, whether it was given or loaded.
+    ``on_load`` sees the value once, whether it was given or loaded. A load that
+    fails raises a final :class:`MIPOGenerationError` naming the loader's own
+    error, and so does every later ``get()``: nothing is loaded twice.
     """
 
     def __init__(self, value=None, load: Callable[[], object] | None = None,

@@ -53,9 +53,13 @@ def check_handoff(baseline: dict[int, int]) -> dict[int, int]:
     now = cuda_allocated()
     held = {d: now[d] - baseline.get(d, 0) for d in now}
     if now:
+        import torch
+
+        # free memory on the device also counts other processes' (vLLM's engine core runs in its own)
+        free = {d: torch.cuda.mem_get_info(d)[0] for d in now}
         LOG.info("mipo: after generation, CUDA memory allocated "
-                 + ", ".join(f"cuda:{d} {now[d] / 2**20:.0f} MiB (before {baseline.get(d, 0) / 2**20:.0f})"
-                             for d in sorted(now)))
+                 + ", ".join(f"cuda:{d} {now[d] / 2**20:.0f} MiB (before {baseline.get(d, 0) / 2**20:.0f}; "
+                             f"{free[d] / 2**30:.1f} GiB free on the device)" for d in sorted(now)))
     leaked = {d: h for d, h in held.items() if h > SLACK_BYTES}
     if leaked:
         LOG.warning("mipo: the generation model still holds GPU memory ("
