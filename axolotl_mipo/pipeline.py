@@ -22,8 +22,8 @@ from axolotl_mipo.data.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, s
 from axolotl_mipo.generation import backend_from_config
 from axolotl_mipo.generation.base import release_frames
 from axolotl_mipo.generation.cache import GenerationCache
-from axolotl_mipo.generation.handoff import check_handoff, cuda_allocated
 from axolotl_mipo.generation.distributed import dist_info
+from axolotl_mipo.generation.handoff import check_handoff, cuda_allocated
 from axolotl_mipo.pairing import build_strategy
 
 LOG = logging.getLogger("axolotl_mipo.pipeline")

@@ -47,7 +47,6 @@ the CPU step's transient memory (glibc's live malloc bytes) for
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import os

@@ -141,9 +141,9 @@ def test_openai_backend_is_collected(run_load_datasets, tracked, tmp_path):
 def test_handoff_check_reports_memory_still_held(monkeypatch, caplog):
     """On CUDA the pipeline compares the memory allocated after closing the backend with before it existed;
     the figure and a leak are logged (simulated here: no GPU)."""
-    from axolotl_mipo.generation import handoff
-
     import torch
+
+    from axolotl_mipo.generation import handoff
 
     monkeypatch.setattr(handoff, "cuda_allocated", lambda: {0: 5 * 2**30})
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: (70 * 2**30, 141 * 2**30))

@@ -42,7 +42,9 @@ def _fields(cls: ast.ClassDef) -> list[str]:
 
 
 def record(root: Path, version: str) -> dict:
-    src = lambda rel: (root / rel).read_text()  # noqa: E731
+    def src(rel: str) -> str:
+        return (root / rel).read_text()
+
     llm = _class(ast.parse(src("vllm/entrypoints/llm.py")), "LLM")
     sp_src = src("vllm/sampling_params.py")
     sp = _class(ast.parse(sp_src), "SamplingParams")
