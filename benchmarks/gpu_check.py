@@ -17,7 +17,8 @@ time left is recorded as skipped, not started):
    ``load_datasets`` and after it, before the training model loads. It must be
    back at its baseline.
 3. ``generate``: the hf backend's tokens/s, bf16 and 4-bit, with one model copy
-   and with one per visible GPU (``generation.devices``).
+   and with one per visible GPU (``generation.devices``; with one GPU that is the
+   same run, so it is not repeated).
 4. ``vllm``: the vllm backend against raw ``vllm.LLM.generate`` on the same
    prompts and the same engine (target >= 0.9x), when vLLM is installed.
 
