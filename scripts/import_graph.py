@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("errors", ("errors",)),
     ("config and input rows", ("args", "data")),
-    ("math: losses and scoring", ("losses", "scoring")),
+    ("math: losses, scoring, memory estimates", ("losses", "scoring", "memory")),
     ("generation", ("generation",)),
     ("pairing", ("pairing",)),
     ("pipeline: rows -> pairs -> DPO dataset", ("pipeline",)),

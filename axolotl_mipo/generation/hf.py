@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from axolotl_mipo.errors import MIPOConfigError
-from axolotl_mipo.generation.base import GenerationResult, LoadedOnFirstUse, token_lengths
+from axolotl_mipo.generation.base import GenerationResult, LoadedOnFirstUse, stop_token_ids, token_lengths
 from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
 from axolotl_mipo.generation.sampling import SampledBackend, SamplingSettings
 
@@ -235,11 +235,7 @@ class HFBackend(SampledBackend):
         return self._model.get()
 
     def _set_stop_ids(self, model) -> None:
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            eos_ids.add(self.tokenizer.eos_token_id)
-        self.eos_ids = sorted(eos_ids)
+        self.eos_ids = stop_token_ids(model.generation_config.eos_token_id, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
 
     @classmethod

@@ -25,8 +25,10 @@ import shutil
 from axolotl_mipo.data.prompts import PromptFormat
 from axolotl_mipo.data.rows import load_examples
 from axolotl_mipo.generation import backend_from_config
+from axolotl_mipo.generation.base import release_frames
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.generation.distributed import dist_info
+from axolotl_mipo.generation.handoff import check_handoff, cuda_allocated
 from axolotl_mipo.pairing import build_strategy
 from axolotl_mipo.pipeline.builder import BuildStats, build_preference_rows
 from axolotl_mipo.pipeline.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts, write_report
@@ -57,6 +59,7 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
     fmt = PromptFormat.from_config(mipo_cfg)
 
     def run(gen_kwargs: dict):
+        baseline = cuda_allocated()
         backend = backend_from_config(cfg, mipo_cfg, tokenizer)
         try:
             cache = GenerationCache(cache_root(cfg, mipo_cfg), backend.cache_key_parts())
@@ -84,8 +87,16 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
                 if rank == 0:
                     LOG.info(f"preference_summary: report written to {write_report(report, cache.dir)}")
             return built
+        except BaseException as exc:
+            release_frames(exc)  # its traceback would keep the model alive after close()
+            raise
         finally:
             backend.close()
+            del backend
+            try:
+                check_handoff(baseline)
+            except Exception as exc:  # a report; never mask generation's own error
+                LOG.warning(f"mipo: could not check the GPU memory after generation ({type(exc).__name__}: {exc})")
 
     if mipo_cfg.regenerate:
         if state.is_main:

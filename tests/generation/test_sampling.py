@@ -1,7 +1,8 @@
 """SamplingSettings: one frozen declaration of the sampling options, and the cache keys it makes.
 
-The keys below were computed by the backends before they shared SamplingSettings: an existing user's
-generation cache must still be found after the redesign, so they must not change.
+The keys below were computed by the backends before they shared SamplingSettings (the vllm ones after its
+stop_token_ids joined its key): an existing user's generation cache must still be found after the redesign,
+so they must not change.
 """
 
 import dataclasses
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m
 class StandInTokenizer:
     chat_template = "{{ messages }}"
     special_tokens_map = {"eos_token": "</s>"}
+    eos_token_id = 2
 
     def get_vocab(self):
         return {"a": 0, "b": 1, "</s>": 2}
@@ -37,10 +39,10 @@ PINNED = {
     ("hf", "sampled"): "e0cb92c0beb124ee",
     ("hf", "no_sample"): "e2e08b0bc0db1da4",
     ("hf", "zero_temperature"): "89bba59df101a4df",
-    ("vllm", "default"): "9aebcadaab286fed",
-    ("vllm", "sampled"): "536a9f08a6400589",
-    ("vllm", "no_sample"): "68d3ff800ef2189f",
-    ("vllm", "zero_temperature"): "6d7067323918d40a",
+    ("vllm", "default"): "5999a660ec1becab",
+    ("vllm", "sampled"): "3053307d39d6110f",
+    ("vllm", "no_sample"): "837605f1f7413f09",
+    ("vllm", "zero_temperature"): "ca20798b42cef7da",
     ("openai", "default"): "2bbe40b297ee82d1",
     ("openai", "sampled"): "77c728fe7eff0b66",
     ("openai", "no_sample"): "bb29b70a53082bf2",
