@@ -166,7 +166,7 @@ def rmipo_dpmi(
     log pi(y) of the response alone. The trainer averages both over the SAME
     tokens: the response alone has no prompt and no BOS, so its first token is
     not predicted; that token is then left out of ``l*`` as well (tokens
-    2..n in both). The released code mixes an n-token average with an
+    2..n in both). liavonpenn/rmipo mixes an n-token average with an
     (n-1)-token one; matching the sets keeps dPMI a sum of per-token PMIs.
     """
     return ((chosen_ctx_logps - chosen_alone_logps) - (rejected_ctx_logps - rejected_alone_logps)).detach()
