@@ -1,0 +1,90 @@
+"""A look at the planned pairs before anything is generated.
+
+When many users ask the same query, ``drop_context`` generates ONE
+context-free response for all of them (the rendered prompt is the same, so the
+cache returns the same text): every one of those rows gets the same rejected
+response, and the pairs teach little beyond "avoid this one text". The CPU
+proof run found this is why ``drop_context`` did not move the model there.
+
+:func:`rejected_prompt_sharing` counts, from the pairing plan alone (each
+request answered by a placeholder, no model), how many rows share each
+rejected prompt and how many distinct rejected prompts there are;
+:func:`warn_if_degenerate` logs it and warns, naming the strategies that give
+each row its own rejected prompt, when the pairs degenerate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from axolotl_mipo.data.example import Example
+
+LOG = logging.getLogger("axolotl_mipo.builder")
+
+#: rows per distinct rejected prompt at or above which the pairs count as degenerate
+DEGENERATE_ROWS_PER_PROMPT = 2.0
+
+REMEDY = (
+    "use strategy swap_context or nearest_context (the rejected response is generated under another user's "
+    "context, so it differs per row), or a mixture such as mipo.strategy: [{name: drop_context, weight: 1}, "
+    "{name: swap_context, weight: 1}]"
+)
+
+
+@dataclass(frozen=True)
+class RejectedSharing:
+    """How the planned pairs share their rejected prompts."""
+
+    pairs: int
+    distinct_rejected_prompts: int
+    max_rows_per_prompt: int
+    rows_sharing: int  # pairs whose rejected prompt at least one other pair also uses
+
+    @property
+    def rows_per_prompt(self) -> float:
+        return self.pairs / self.distinct_rejected_prompts if self.distinct_rejected_prompts else 0.0
+
+    @property
+    def degenerate(self) -> bool:
+        return self.pairs > 0 and self.rows_per_prompt >= DEGENERATE_ROWS_PER_PROMPT
+
+    def summary(self) -> str:
+        return (f"mipo: {self.pairs} pairs planned over {self.distinct_rejected_prompts} distinct rejected prompts "
+                f"({self.rows_per_prompt:.2f} rows per rejected prompt, at most {self.max_rows_per_prompt}; "
+                f"{self.rows_sharing} rows share their rejected prompt with another row)")
+
+
+def rejected_prompt_sharing(examples: Sequence[Example], strategy, seed: int, requests=None) -> RejectedSharing:
+    """Count rows per rejected prompt from the strategy's plan (placeholder responses, no model).
+
+    Two requests render the same prompt exactly when they ask for the same
+    conversation under the same context, so ``(messages, context)`` is the key.
+    """
+    reqs = list(dict.fromkeys(requests if requests is not None else strategy.requests(examples, seed)))
+    # distinct placeholders: no pair is dropped as identical, and no text is generated
+    placeholders = {r: f"\x00{i}" for i, r in enumerate(reqs)}
+    pairs = strategy.pair(examples, placeholders, seed)
+    counts = Counter((examples[p.rejected.row].messages, p.rejected.context) for p in pairs)
+    return RejectedSharing(
+        pairs=len(pairs),
+        distinct_rejected_prompts=len(counts),
+        max_rows_per_prompt=max(counts.values(), default=0),
+        rows_sharing=sum(n for n in counts.values() if n > 1),
+    )
+
+
+def warn_if_degenerate(sharing: RejectedSharing, strategy_name: str) -> bool:
+    """Log the sharing; warn (and return True) when the rejected prompts are shared enough to degenerate."""
+    LOG.info(sharing.summary())
+    if not sharing.degenerate:
+        return False
+    LOG.warning(
+        f"mipo: degenerate pairs: strategy {strategy_name!r} plans {sharing.pairs} pairs over only "
+        f"{sharing.distinct_rejected_prompts} distinct rejected prompts ({sharing.rows_per_prompt:.1f} rows share "
+        f"each, up to {sharing.max_rows_per_prompt}): many users ask the same queries, so their rejected "
+        f"responses are the same generation; {REMEDY}"
+    )
+    return True
