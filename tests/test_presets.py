@@ -74,6 +74,16 @@ def test_alignx_parquet_is_read_by_record_batch(tmp_path):
     assert [(e.context, e.messages, e.human_pair) for e in a] == [(e.context, e.messages, e.human_pair) for e in b]
 
 
+def test_alignx_hub_laid_out_folder_goes_through_datasets(tmp_path):
+    # datasets stores the pair lists (whose item keys differ between rows) as JSON text: read the same
+    shutil.copy(FIX / "alignx.jsonl", tmp_path / "train.jsonl")
+    (tmp_path / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
+                                        "    path: train.jsonl\n---\n")
+    a = load_examples([cfg(tmp_path, "alignx")])
+    b = load_examples([cfg(FIX / "alignx.jsonl", "alignx")])
+    assert [(e.context, e.messages, e.human_pair) for e in a] == [(e.context, e.messages, e.human_pair) for e in b]
+
+
 # -------------------------------------------------------------------- LaMP
 
 

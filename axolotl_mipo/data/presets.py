@@ -120,8 +120,53 @@ def _iter_jsonl(path: Path) -> Iterator[Any]:
         yield obj
 
 
-def _iter_file(path: Path) -> Iterator[Any]:
-    """Rows of one local file, streamed (parquet by record batch, CSV by line)."""
+def _column_pylist(col, fields: tuple[str, ...] | None) -> list:
+    """One Arrow column as Python values; for a list of structs only ``fields`` are converted.
+
+    AlignX rows carry 90-number ``Preference Direction`` vectors at three levels;
+    converting them to Python floats would cost ~800 objects per row, so a preset
+    names the struct fields it reads and the rest never leaves Arrow.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if fields is None or not pa.types.is_list(col.type) or not pa.types.is_struct(col.type.value_type):
+        values = col.to_pylist()
+        if fields is not None and pa.types.is_list(col.type):
+            # datasets stores a list of structs whose keys differ between rows as JSON text
+            values = [[json.loads(v) if isinstance(v, str) else v for v in row] if row is not None else None
+                      for row in values]
+        return values
+    struct_type = col.type.value_type
+    flat = pc.list_flatten(col)
+    names = [f for f in fields if struct_type.get_field_index(f) >= 0]
+    values = {f: pc.struct_field(flat, f).to_pylist() for f in names}
+    offsets = pc.list_value_length(col).to_pylist()
+    out: list = []
+    pos = 0
+    for n in offsets:
+        if n is None:
+            out.append(None)
+            continue
+        out.append([{f: values[f][pos + j] for f in names} for j in range(n)])
+        pos += n
+    return out
+
+
+def _iter_parquet(path: Path, columns: dict[str, tuple[str, ...] | None] | None) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    wanted = [c for c in (columns or names) if c in names]
+    for batch in pf.iter_batches(batch_size=4096, columns=wanted):
+        cols = {name: _column_pylist(batch.column(name), (columns or {}).get(name)) for name in wanted}
+        for i in range(batch.num_rows):
+            yield {name: cols[name][i] for name in wanted}
+
+
+def _iter_file(path: Path, columns: dict[str, tuple[str, ...] | None] | None = None) -> Iterator[Any]:
+    """Rows of one local file, streamed (parquet by record batch, reading only ``columns``; CSV by line)."""
     suffix = path.suffix
     if suffix == ".jsonl":
         yield from _iter_jsonl(path)
@@ -130,10 +175,7 @@ def _iter_file(path: Path) -> Iterator[Any]:
 
         yield from _read_json(path)
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=2048):
-            yield from batch.to_pylist()
+        yield from _iter_parquet(path, columns)
     elif suffix == ".csv":
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # responses are longer than csv's 128 KiB default
         with path.open(encoding="utf-8", newline="") as f:
@@ -176,24 +218,51 @@ def _load_hub(path: str, name: str | None, split: str) -> Iterable[Any]:
         ) from exc
 
 
-def iter_source(ds_cfg, name: str | None = None) -> tuple[Iterable[Any], str]:
-    """``(rows, source name)`` of a preset's ``path``: a file, a folder, a hub-like folder or a hub name."""
+def iter_source(ds_cfg, name: str | None = None,
+                columns: dict[str, tuple[str, ...] | None] | None = None) -> tuple[Iterable[Any], str]:
+    """``(rows, source name)`` of a preset's ``path``: a file, a folder, a hub-like folder or a hub name.
+
+    ``columns``: the fields a preset reads (for a list of structs, which struct fields), so a parquet
+    file converts only those to Python.
+    """
     path = Path(ds_cfg.path).expanduser()
     if path.is_file():
-        return _iter_file(path), str(path)
+        return _iter_file(path, columns), str(path)
     if path.is_dir() and not _hub_like(path):
         files = _data_files(ds_cfg, path)
-        return (row for f in files for row in _iter_file(f)), str(path)
+        return (row for f in files for row in _iter_file(f, columns)), str(path)
     if path.is_dir() and ds_cfg.data_files:
         files = [path / f for f in ds_cfg.data_files]
-        return (row for f in files for row in _iter_file(f)), str(path)
-    return _load_hub(str(path) if path.is_dir() else ds_cfg.path, name, ds_cfg.split), ds_cfg.path
+        return (row for f in files for row in _iter_file(f, columns)), str(path)
+    ds = _load_hub(str(path) if path.is_dir() else ds_cfg.path, name, ds_cfg.split)
+    if columns is not None:
+        # Arrow-backed: only what the preset reads becomes Python objects
+        return _iter_arrow_batches(ds, columns), ds_cfg.path
+    return ds, ds_cfg.path
+
+
+def _iter_arrow_batches(ds, columns: dict[str, tuple[str, ...] | None]) -> Iterator[dict]:
+    wanted = [c for c in columns if c in ds.column_names]
+    for table in ds.select_columns(wanted).with_format("arrow").iter(batch_size=4096):
+        cols = {name: _column_pylist(table.column(name).combine_chunks(), columns[name]) for name in wanted}
+        for i in range(table.num_rows):
+            yield {name: cols[name][i] for name in wanted}
 
 
 # ------------------------------------------------------------------ AlignX
 
 
 ALIGNX_PARTS = ("demographics", "comments", "pairs")
+# what the alignx preset reads; the 90-value direction vectors stay in Arrow
+ALIGNX_COLUMNS: dict[str, tuple[str, ...] | None] = {
+    "prompt": None, "chosen": None, "rejected": None, "Demographic Information": None,
+    "User-Generated Content": ("prompt", "comment"),
+    "Pair-wise Comparative Feedback": ("prompt", "chosen", "rejected"),
+}
+
+
+def _alignx_read(ds_cfg) -> tuple[Iterable[Any], str]:
+    return iter_source(ds_cfg, columns=ALIGNX_COLUMNS)
 
 
 def _alignx_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
@@ -596,7 +665,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "alignx": Preset("alignx", _alignx_split, card="https://huggingface.co/datasets/JinaLeejnl/AlignX",
+    "alignx": Preset("alignx", _alignx_split, read=_alignx_read, card="https://huggingface.co/datasets/JinaLeejnl/AlignX",
                      license="see the card"),
     "lamp": Preset("lamp", _lamp_split, card="https://lamp-benchmark.github.io",
                    license="LaMP: CC BY-NC-SA 4.0 (non-commercial)"),
