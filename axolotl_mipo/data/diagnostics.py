@@ -24,8 +24,13 @@ from axolotl_mipo.data.example import Example
 
 LOG = logging.getLogger("axolotl_mipo.builder")
 
-#: rows per distinct rejected prompt at or above which the pairs count as degenerate
+#: the pairs are degenerate when, on average, this many rows share each rejected prompt ...
 DEGENERATE_ROWS_PER_PROMPT = 2.0
+#: ... or when this share of the rows sits on rejected prompts shared by at least CROWD rows each (a quarter of
+#: the users asking a few popular queries is degenerate even when the mean is low; swap_context's chance
+#: collisions of two or three rows on one partner context are not)
+DEGENERATE_CROWDED_FRACTION = 0.2
+CROWD = 5
 
 REMEDY = (
     "use strategy swap_context or nearest_context (the rejected response is generated under another user's "
@@ -42,19 +47,30 @@ class RejectedSharing:
     distinct_rejected_prompts: int
     max_rows_per_prompt: int
     rows_sharing: int  # pairs whose rejected prompt at least one other pair also uses
+    rows_crowded: int = 0  # pairs whose rejected prompt at least CROWD pairs use
 
     @property
     def rows_per_prompt(self) -> float:
         return self.pairs / self.distinct_rejected_prompts if self.distinct_rejected_prompts else 0.0
 
     @property
+    def shared_fraction(self) -> float:
+        return self.rows_sharing / self.pairs if self.pairs else 0.0
+
+    @property
+    def crowded_fraction(self) -> float:
+        return self.rows_crowded / self.pairs if self.pairs else 0.0
+
+    @property
     def degenerate(self) -> bool:
-        return self.pairs > 0 and self.rows_per_prompt >= DEGENERATE_ROWS_PER_PROMPT
+        return self.pairs > 0 and (self.rows_per_prompt >= DEGENERATE_ROWS_PER_PROMPT
+                                   or self.crowded_fraction >= DEGENERATE_CROWDED_FRACTION)
 
     def summary(self) -> str:
         return (f"mipo: {self.pairs} pairs planned over {self.distinct_rejected_prompts} distinct rejected prompts "
                 f"({self.rows_per_prompt:.2f} rows per rejected prompt, at most {self.max_rows_per_prompt}; "
-                f"{self.rows_sharing} rows share their rejected prompt with another row)")
+                f"{self.rows_sharing} rows ({100 * self.shared_fraction:.0f}%) share their rejected prompt with "
+                f"another row)")
 
 
 def rejected_prompt_sharing(examples: Sequence[Example], strategy, seed: int, requests=None) -> RejectedSharing:
@@ -73,6 +89,7 @@ def rejected_prompt_sharing(examples: Sequence[Example], strategy, seed: int, re
         distinct_rejected_prompts=len(counts),
         max_rows_per_prompt=max(counts.values(), default=0),
         rows_sharing=sum(n for n in counts.values() if n > 1),
+        rows_crowded=sum(n for n in counts.values() if n >= CROWD),
     )
 
 
@@ -82,9 +99,10 @@ def warn_if_degenerate(sharing: RejectedSharing, strategy_name: str) -> bool:
     if not sharing.degenerate:
         return False
     LOG.warning(
-        f"mipo: degenerate pairs: strategy {strategy_name!r} plans {sharing.pairs} pairs over only "
-        f"{sharing.distinct_rejected_prompts} distinct rejected prompts ({sharing.rows_per_prompt:.1f} rows share "
-        f"each, up to {sharing.max_rows_per_prompt}): many users ask the same queries, so their rejected "
-        f"responses are the same generation; {REMEDY}"
+        f"mipo: degenerate pairs: strategy {strategy_name!r} plans {sharing.pairs} pairs over "
+        f"{sharing.distinct_rejected_prompts} distinct rejected prompts ({sharing.rows_per_prompt:.1f} rows per "
+        f"prompt; {100 * sharing.crowded_fraction:.0f}% of the rows on prompts shared by {CROWD} or more, up to "
+        f"{sharing.max_rows_per_prompt}): many users ask the same queries, so their rejected responses are the "
+        f"same generation; {REMEDY}"
     )
     return True

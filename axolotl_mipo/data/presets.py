@@ -25,10 +25,12 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 from axolotl_mipo.data.example import Example
+from axolotl_mipo.data.rows import _CONTROL, _iter_jsonl as _iter_jsonl_numbered, _read_json
 from axolotl_mipo.errors import MIPODataError
 
 #: every preset name (``args.py`` validates ``format:`` against these without importing the readers)
@@ -39,9 +41,7 @@ PRESET_NAMES = ("alignx", "lamp", "prism", "community_alignment")
 
 
 def _clean(value: str) -> str:
-    from axolotl_mipo.data.rows import clean_text
-
-    return clean_text(value)
+    return _CONTROL.sub("", value)  # rows.clean_text, without a call in between (millions of calls)
 
 
 def _need_text(row: dict, key: str, *, idx: int, source: str, what: str) -> str:
@@ -57,10 +57,10 @@ def _need_text(row: dict, key: str, *, idx: int, source: str, what: str) -> str:
     return value
 
 
-def _opt_text(row: dict, key: str) -> str | None:
+def _opt_text(row: dict, key: str, clean: bool = True) -> str | None:
     value = row.get(key)
     if isinstance(value, str) and value.strip():
-        return _clean(value)
+        return _clean(value) if clean else value
     return None
 
 
@@ -74,7 +74,9 @@ def _need_list(row: dict, key: str, *, idx: int, source: str, what: str) -> list
 
 
 def _short(text: str, limit: int | None) -> str:
-    text = " ".join(text.split())
+    """One line (an item of a rendered list), cut to ``limit`` characters."""
+    if "\n" in text or "\r" in text:
+        text = " ".join(text.split())
     if limit is None or len(text) <= limit:
         return text
     return text[: max(1, limit - 1)].rstrip() + "\u2026"
@@ -114,9 +116,7 @@ def _example(idx: int, query: str, context: str, source: str, meta: dict, *, wha
 
 
 def _iter_jsonl(path: Path) -> Iterator[Any]:
-    from axolotl_mipo.data.rows import _iter_jsonl as it
-
-    for _, obj in it(path):
+    for _, obj in _iter_jsonl_numbered(path):
         yield obj
 
 
@@ -140,15 +140,14 @@ def _column_pylist(col, fields: tuple[str, ...] | None) -> list:
     struct_type = col.type.value_type
     flat = pc.list_flatten(col)
     names = [f for f in fields if struct_type.get_field_index(f) >= 0]
-    values = {f: pc.struct_field(flat, f).to_pylist() for f in names}
-    offsets = pc.list_value_length(col).to_pylist()
+    items = list(map(dict, map(zip, repeat(names), zip(*(pc.struct_field(flat, f).to_pylist() for f in names)))))
     out: list = []
     pos = 0
-    for n in offsets:
+    for n in pc.list_value_length(col).to_pylist():
         if n is None:
             out.append(None)
             continue
-        out.append([{f: values[f][pos + j] for f in names} for j in range(n)])
+        out.append(items[pos:pos + n])
         pos += n
     return out
 
@@ -160,9 +159,8 @@ def _iter_parquet(path: Path, columns: dict[str, tuple[str, ...] | None] | None)
     names = pf.schema_arrow.names
     wanted = [c for c in (columns or names) if c in names]
     for batch in pf.iter_batches(batch_size=4096, columns=wanted):
-        cols = {name: _column_pylist(batch.column(name), (columns or {}).get(name)) for name in wanted}
-        for i in range(batch.num_rows):
-            yield {name: cols[name][i] for name in wanted}
+        cols = [_column_pylist(batch.column(name), (columns or {}).get(name)) for name in wanted]
+        yield from map(dict, map(zip, repeat(wanted), zip(*cols)))
 
 
 def _iter_file(path: Path, columns: dict[str, tuple[str, ...] | None] | None = None) -> Iterator[Any]:
@@ -171,8 +169,6 @@ def _iter_file(path: Path, columns: dict[str, tuple[str, ...] | None] | None = N
     if suffix == ".jsonl":
         yield from _iter_jsonl(path)
     elif suffix == ".json":
-        from axolotl_mipo.data.rows import _read_json
-
         yield from _read_json(path)
     elif suffix == ".parquet":
         yield from _iter_parquet(path, columns)
@@ -244,9 +240,8 @@ def iter_source(ds_cfg, name: str | None = None,
 def _iter_arrow_batches(ds, columns: dict[str, tuple[str, ...] | None]) -> Iterator[dict]:
     wanted = [c for c in columns if c in ds.column_names]
     for table in ds.select_columns(wanted).with_format("arrow").iter(batch_size=4096):
-        cols = {name: _column_pylist(table.column(name).combine_chunks(), columns[name]) for name in wanted}
-        for i in range(table.num_rows):
-            yield {name: cols[name][i] for name in wanted}
+        cols = [_column_pylist(table.column(name).combine_chunks(), columns[name]) for name in wanted]
+        yield from map(dict, map(zip, repeat(wanted), zip(*cols)))
 
 
 # ------------------------------------------------------------------ AlignX
@@ -287,7 +282,7 @@ def _alignx_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
     cut = ds_cfg.max_item_chars
     lines: list[str] = []
     if "demographics" in parts:
-        demo = _opt_text(row, "Demographic Information")
+        demo = _opt_text(row, "Demographic Information", clean=False)
         if demo:
             lines.append("About the user: " + _short(demo, cut))
     if "comments" in parts and n:
@@ -295,7 +290,8 @@ def _alignx_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
         if not isinstance(ugc, list):
             raise MIPODataError("must be a list of {prompt, comment, ...}", row=idx,
                                 field="User-Generated Content", source=source)
-        items = [(_opt_text(u, "prompt"), _opt_text(u, "comment")) for u in ugc[:n] if isinstance(u, dict)]
+        items = [(_opt_text(u, "prompt", False), _opt_text(u, "comment", False)) for u in ugc[:n]
+                 if isinstance(u, dict)]
         items = [(p, c) for p, c in items if c]
         if items:
             lines.append("Comments the user wrote:")
@@ -306,7 +302,7 @@ def _alignx_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
         if not isinstance(pcf, list):
             raise MIPODataError("must be a list of {prompt, chosen, rejected, ...}", row=idx,
                                 field="Pair-wise Comparative Feedback", source=source)
-        items = [(_opt_text(p, "prompt"), _opt_text(p, "chosen"), _opt_text(p, "rejected"))
+        items = [(_opt_text(p, "prompt", False), _opt_text(p, "chosen", False), _opt_text(p, "rejected", False))
                  for p in pcf[:n] if isinstance(p, dict)]
         items = [t for t in items if t[1] and t[2]]
         if items:
@@ -315,7 +311,8 @@ def _alignx_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
                       + f"preferred \"{_short(c, cut)}\" over \"{_short(r, cut)}\"" for p, c, r in items]
     meta: dict[str, Any] = {}
     _human_pair(meta, chosen, rejected)
-    return _example(idx, query, "\n".join(lines), source, meta, what=f"parts {parts}")
+    # control characters are removed once from the whole rendered context (the same as per item)
+    return _example(idx, query, _clean("\n".join(lines)), source, meta, what=f"parts {parts}")
 
 
 # -------------------------------------------------------------------- LaMP
