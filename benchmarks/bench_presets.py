@@ -162,7 +162,7 @@ def main() -> None:
         peaks[name] = mem.phase()
         print(f"{name:>10}: {times[name]:7.1f} s, peak RSS {peaks[name] / 2**30:5.2f} GiB", flush=True)
 
-    mem.phase()
+    print(f"  baseline: peak RSS {mem.phase() / 2**30:5.2f} GiB (interpreter and imports)")
     t = time.perf_counter()
     report = LoadReport()
     examples = load_examples([MIPODatasetConfig(path=str(path), format="alignx")], report=report)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """One input row after the context/query split.
 
@@ -22,6 +22,7 @@ class Example:
     ``reference`` (a reference output), ``human_chosen`` / ``human_rejected``
     (the user's own preference pair, from the dataset presets) and ``user_id``.
     They live in ``meta`` so that every place that rebuilds an Example keeps them.
+    Slots: a 1.3M-row dataset holds 1.3M of these (no per-instance ``__dict__``).
     """
 
     index: int

@@ -152,13 +152,30 @@ def _column_pylist(col, fields: tuple[str, ...] | None) -> list:
     return out
 
 
+def _parquet_paths(pf, columns: dict[str, tuple[str, ...] | None]) -> list[str]:
+    """Parquet column paths to read: whole top-level columns, and for a list of structs only the leaves of
+    the named struct fields (``User-Generated Content.list.element.comment``): the nested 90-value vectors
+    are then not even decoded."""
+    names = pf.schema_arrow.names
+    leaves = [pf.schema.column(i).path for i in range(pf.metadata.num_columns)]
+    out: list[str] = []
+    for col, fields in columns.items():
+        if col not in names:
+            continue
+        nested = [p for p in leaves if fields and p.startswith(col + ".") and len(p.split(".")) == 4
+                  and p.split(".")[-1] in fields]
+        out += nested if nested else [col]
+    return out
+
+
 def _iter_parquet(path: Path, columns: dict[str, tuple[str, ...] | None] | None) -> Iterator[dict]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     wanted = [c for c in (columns or names) if c in names]
-    for batch in pf.iter_batches(batch_size=4096, columns=wanted):
+    paths = _parquet_paths(pf, columns) if columns else None
+    for batch in pf.iter_batches(batch_size=4096, columns=paths):
         cols = [_column_pylist(batch.column(name), (columns or {}).get(name)) for name in wanted]
         yield from map(dict, map(zip, repeat(wanted), zip(*cols)))
 
