@@ -15,9 +15,10 @@ each row its own rejected prompt, when the pairs degenerate.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from axolotl_mipo.data.example import Example
@@ -73,19 +74,47 @@ class RejectedSharing:
                 f"another row)")
 
 
+class _Placeholders(Mapping):
+    """A distinct stand-in response for every planned request, made on access (no dict of millions)."""
+
+    def __init__(self, requests):
+        self._requests = requests if isinstance(requests, (set, frozenset)) else frozenset(requests)
+
+    def __getitem__(self, req):
+        if req not in self._requests:
+            raise KeyError(req)
+        # distinct per request, so no strategy sees two requests answer the same text
+        return f"\x00{req.row}\x00{req.context is None}\x00{hash(req.context)}"
+
+    def __contains__(self, req) -> bool:
+        return req in self._requests
+
+    def __iter__(self):
+        return iter(self._requests)
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+
 def rejected_prompt_sharing(examples: Sequence[Example], strategy, seed: int, requests=None) -> RejectedSharing:
     """Count rows per rejected prompt from the strategy's plan (placeholder responses, no model).
 
     Two requests render the same prompt exactly when they ask for the same
     conversation under the same context, so ``(messages, context)`` is the key.
     """
-    reqs = list(dict.fromkeys(requests if requests is not None else strategy.requests(examples, seed)))
-    # distinct placeholders: no pair is dropped as identical, and no text is generated
-    placeholders = {r: f"\x00{i}" for i, r in enumerate(reqs)}
-    pairs = strategy.pair(examples, placeholders, seed)
-    counts = Counter((examples[p.rejected.row].messages, p.rejected.context) for p in pairs)
+    reqs = requests if requests is not None else strategy.requests(examples, seed)
+    enabled = gc.isenabled()
+    gc.disable()  # millions of acyclic pairs and keys: see rows._no_gc
+    try:
+        pairs = strategy.pair(examples, _Placeholders(reqs), seed)
+        counts = Counter((examples[p.rejected.row].messages, p.rejected.context) for p in pairs)
+        n_pairs = len(pairs)
+        del pairs
+    finally:
+        if enabled:
+            gc.enable()
     return RejectedSharing(
-        pairs=len(pairs),
+        pairs=n_pairs,
         distinct_rejected_prompts=len(counts),
         max_rows_per_prompt=max(counts.values(), default=0),
         rows_sharing=sum(n for n in counts.values() if n > 1),

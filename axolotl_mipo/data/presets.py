@@ -40,8 +40,17 @@ PRESET_NAMES = ("alignx", "lamp", "prism", "community_alignment")
 # ----------------------------------------------------------------- helpers
 
 
+# rows.clean_text's character set restricted to ASCII (C1 controls and surrogates are not ASCII)
+_ASCII_CONTROL = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+
+
 def _clean(value: str) -> str:
-    return _CONTROL.sub("", value)  # rows.clean_text, without a call in between (millions of calls)
+    """rows.clean_text, faster on ASCII text (bytes.translate instead of a regex; millions of calls)."""
+    if value.isascii():
+        raw = value.encode("ascii")
+        kept = raw.translate(None, _ASCII_CONTROL)
+        return value if len(kept) == len(raw) else kept.decode("ascii")
+    return _CONTROL.sub("", value)
 
 
 def _need_text(row: dict, key: str, *, idx: int, source: str, what: str) -> str:
