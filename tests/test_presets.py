@@ -368,3 +368,13 @@ def test_degenerate_pairs_are_warned_with_the_remedy(tok, tmp_path, caplog):
     _, stats = build_preference_rows(distinct, build_strategy("drop_context", {}), FakeBackend(),
                                      GenerationCache(tmp_path / "c", {}), tok, progress=False)
     assert stats.sharing.rows_per_prompt == 1.0 and not stats.sharing.degenerate
+
+
+def test_fast_control_character_removal_matches_clean_text():
+    from axolotl_mipo.data.presets import _clean
+    from axolotl_mipo.data.rows import clean_text
+
+    cases = ["plain text", "tab\tand\nnewlines\r\n kept", "nul\x00 bell\x07 esc\x1b[31m del\x7f",
+             "c1\x85\x9f and é ü", "lone \ud800 surrogate", "", "\x00\x01\x02"]
+    for text in cases:
+        assert _clean(text) == clean_text(text), repr(text)
