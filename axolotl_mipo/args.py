@@ -10,6 +10,7 @@ written flat instead of inside the block).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -174,6 +175,14 @@ class MIPOGenerationConfig(_Strict):
                              "it (vllm: tensor_parallel_size; openai: the server's own GPUs)")
         if self.devices and self.device:
             raise ValueError("set one of mipo.generation.device and mipo.generation.devices, not both")
+        # checked here, not at the first generate: vLLM checks SamplingParams only after its model has loaded
+        for key in ("temperature", "repetition_penalty"):
+            value = getattr(self, key)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"mipo.generation.{key} must be a finite number, got {value}")
+        if self.backend in ("vllm", "openai") and self.do_sample and self.temperature > 2.0:
+            raise ValueError(f"mipo.generation.temperature {self.temperature}: the {self.backend} backend takes "
+                             "0 to 2 (vLLM's SamplingParams and the OpenAI API refuse more)")
         return self
 
 
