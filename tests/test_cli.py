@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -74,3 +75,45 @@ def test_eval_cli_slices_the_training_rows(tmp_path, tiny_model_dir, capsys):
     assert "rouge_l" not in figs and "mi_mean" in figs
     with pytest.raises(SystemExit):
         main(["eval", str(tmp_path / "cfg.yml"), "--offset", "100", "--no-progress"])
+
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "presets"
+
+
+def test_eval_cli_reports_preference_accuracy_for_base_and_adapter(tmp_path, tiny_model_dir, capsys):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from axolotl_mipo.cli import main
+
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    cfg = {"base_model": str(tiny_model_dir), "plugins": ["axolotl_mipo.MIPOPlugin"], "rl": "dpo",
+           "mipo": {"datasets": [{"path": str(FIX / "community_alignment.csv"), "format": "community_alignment"}],
+                    "generation": {"max_new_tokens": 4, "batch_size": 4, "device": "cpu"}},
+           "output_dir": str(tmp_path / "out")}
+    (tmp_path / "cfg.yml").write_text(yaml.safe_dump(cfg))
+    for extra, name in (([], "both"), (["--no-base"], "adapter-only")):
+        out = tmp_path / name
+        rc = main(["eval", str(tmp_path / "cfg.yml"), "--adapter", str(tmp_path / "adapter"), "--preference-only",
+                   "--out", str(out), "--no-progress", *extra])
+        assert rc == 0
+        data = json.loads((out / "report.json").read_text())
+        runs = {r["label"]: r for r in data["runs"]}
+        assert set(runs) == ({"adapter"} if extra else {"base", "adapter"})
+        ad = runs["adapter"]["figures"]
+        assert ad["pref_pairs"] == 3  # the 4th conversation has no preferred response
+        assert 0 <= ad["pref_accuracy_implicit_with_context"] <= 1
+        assert ad["pref_accuracy_with_context_ci_low"] <= ad["pref_accuracy_with_context"] \
+            <= ad["pref_accuracy_with_context_ci_high"]
+        if not extra:
+            assert "pref_accuracy_implicit_with_context" not in runs["base"]["figures"]
+        md = (out / "summary.md").read_text()
+        assert "pref_accuracy_with_context" in md and "Wilson" in md
+    both = json.loads((tmp_path / "both" / "report.json").read_text())["runs"][1]["figures"]
+    alone = json.loads((tmp_path / "adapter-only" / "report.json").read_text())["runs"][0]["figures"]
+    # the base's scores come from the base run or from a separate base pass: the same figures
+    assert both["pref_margin_implicit_with_context"] == pytest.approx(alone["pref_margin_implicit_with_context"],
+                                                                     abs=1e-4)

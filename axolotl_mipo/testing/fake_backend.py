@@ -14,7 +14,8 @@ milliseconds::
 Responses are a pure function of the prompt (so a cached run and a fresh run
 agree), and the backend records what it was asked: ``calls`` (the interface
 methods in call order), ``batches`` (the prompts of each generated batch) and
-``seen_max_new_tokens`` (``max_new_tokens`` at each batch).
+``seen_max_new_tokens`` (``max_new_tokens`` at each batch); ``generate_calls`` and
+``prompts_generated`` count them.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class FakeBackend(GenerationBackend):
     def generate_calls(self) -> int:
         """Calls of ``generate_batch`` (batches asked for, failed ones included)."""
         return len(self.batches)
+
+    @property
+    def prompts_generated(self) -> int:
+        """Prompts asked of ``generate_batch``, over every batch."""
+        return sum(len(b) for b in self.batches)
 
     def cache_key_parts(self) -> dict:
         return {"backend": self.name, "max_new_tokens": self.max_new_tokens, **self.key}

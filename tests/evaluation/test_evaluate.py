@@ -7,14 +7,19 @@ import random
 
 import pytest
 
+from axolotl_mipo.data.example import Example
+from axolotl_mipo.evaluation import metrics as M
 from axolotl_mipo.evaluation import synthetic as S
 from axolotl_mipo.evaluation.evaluate import (
     LLMJudge,
     _identification,
     _nested_candidates,
     evaluate_model,
+    evaluate_preferences,
     parse_score,
+    preference_figures,
     run_judge,
+    score_human_pairs,
 )
 from axolotl_mipo.evaluation.synthetic import synthetic_checker
 from axolotl_mipo.generation.base import GenerationResult
@@ -159,3 +164,83 @@ def test_evaluate_model_reports_the_judge(tiny_model_and_tokenizer):
     f = res.figures
     assert f["judge_wins"] + f["judge_ties"] + f["judge_losses"] == 3
     assert res.extra["judge"]["n"] == 3
+
+
+def _pair_examples(n=4):
+    return [Example(index=i, messages=(("user", f"q{i}"),), context=f"user {i}", source="d",
+                    meta={"human_chosen": f"good {i}", "human_rejected": f"bad {i}"}) for i in range(n)] + \
+        [Example(index=n, messages=(("user", "q"),), context="user x", source="d")]  # no pair: not counted
+
+
+def _controlled(table):
+    """A scorer whose log-probs are read from ``table[(has_context, response)]``; the model is unused."""
+
+    def score(model, tokenizer, prompts, responses, batch_size):
+        return [(table[(prompt[0]["role"] == "system", r)], 2) for prompt, r in zip(prompts, responses)]
+
+    return score
+
+
+def test_known_answer_with_and_without_context_and_implicit_reward():
+    # with the context the model prefers chosen on rows 0-2 (3/4); without it only on row 0 (1/4)
+    base = {}
+    for i in range(4):
+        base[(True, f"good {i}")], base[(True, f"bad {i}")] = (-1.0, -5.0) if i < 3 else (-5.0, -1.0)
+        base[(False, f"good {i}")], base[(False, f"bad {i}")] = (-1.0, -5.0) if i == 0 else (-5.0, -1.0)
+    exs = _pair_examples()
+    s_base = score_human_pairs(None, None, exs, logprobs=_controlled(base))
+    assert s_base["rows"] == [0, 1, 2, 3]
+    fig, det = preference_figures(s_base)
+    assert fig["pref_pairs"] == 4
+    assert fig["pref_accuracy_with_context"] == 0.75 and fig["pref_accuracy_without_context"] == 0.25
+    assert fig["pref_margin_with_context"] == pytest.approx((4 + 4 + 4 - 4) / 4)
+    assert det["with_context"]["wins"] == 3 and "implicit_with_context" not in det
+    # the adapter moves only row 3 (chosen +6 with the context): implicit reward wins on row 3 alone
+    adapter = dict(base)
+    adapter[(True, "good 3")] += 6.0
+    s_ad = score_human_pairs(None, None, exs, logprobs=_controlled(adapter))
+    fig, det = preference_figures(s_ad, reference=s_base)
+    assert fig["pref_accuracy_with_context"] == 1.0
+    assert fig["pref_accuracy_implicit_with_context"] == 0.25 and det["implicit_with_context"]["ties"] == 3
+    assert fig["pref_accuracy_implicit_without_context"] == 0.0  # nothing changed without the context
+    lo, hi = M.wilson_interval(1, 4)
+    assert (fig["pref_accuracy_implicit_with_context_ci_low"], fig["pref_accuracy_implicit_with_context_ci_high"]) \
+        == (lo, hi)
+
+
+def test_tiny_model_against_itself_and_a_context_blind_model(tiny_model_and_tokenizer, context_blind_model):
+    model, tok = tiny_model_and_tokenizer
+    exs = _pair_examples()
+    base = evaluate_preferences(model, tok, exs, batch_size=3)
+    again = evaluate_preferences(model, tok, exs, batch_size=2, reference_scores=base.extra["pair_scores"])
+    f = again.figures
+    # the same model as its own reference: every implicit margin is 0, a tie, so strict accuracy is 0
+    assert f["pref_accuracy_implicit_with_context"] == 0.0
+    assert again.extra["preference_accuracy"]["implicit_with_context"]["ties"] == 4
+    assert f["pref_accuracy_with_context"] == base.figures["pref_accuracy_with_context"]
+    # sums match scoring each response directly
+    from axolotl_mipo.data.prompts import build_messages
+    from axolotl_mipo.scoring import response_logprobs
+
+    direct = response_logprobs(model, tok, [build_messages(e.messages, e.context, None) for e in exs[:4]],
+                               [e.human_pair[0] for e in exs[:4]])
+    assert [s for s, _ in base.extra["pair_scores"]["chosen_ctx"]] == pytest.approx([s for s, _ in direct], abs=1e-4)
+    # a model that cannot see the context ranks every pair the same way with and without it
+    blind = evaluate_preferences(context_blind_model, tok, exs)
+    d = blind.extra["preference_accuracy"]
+    assert d["with_context"]["wins"] == d["without_context"]["wins"]
+    assert d["with_context"]["mean_margin"] == pytest.approx(d["without_context"]["mean_margin"], abs=1e-4)
+
+
+def test_rows_without_pairs_are_refused_for_preference_only(tiny_model_and_tokenizer):
+    model, tok = tiny_model_and_tokenizer
+    with pytest.raises(ValueError, match="no row has a human pair"):
+        evaluate_preferences(model, tok, _pair_examples()[4:])
+
+
+def test_evaluate_model_adds_preference_accuracy(tiny_model_and_tokenizer):
+    model, tok = tiny_model_and_tokenizer
+    exs = _pair_examples()
+    res = evaluate_model(model, tok, exs, k_values=(2,), max_new_tokens=4, batch_size=4, progress=False)
+    assert res.figures["pref_pairs"] == 4
+    assert 0.0 <= res.figures["pref_accuracy_with_context"] <= 1.0

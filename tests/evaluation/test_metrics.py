@@ -133,3 +133,26 @@ def test_judge_tally():
     with pytest.raises(ValueError):
         M.judge_tally([True])
     assert math.isnan(M.judge_tally([]).win_rate)
+
+
+def test_wilson_interval_known_values():
+    lo, hi = M.wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    lo, hi = M.wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    assert all(math.isnan(x) for x in M.wilson_interval(0, 0))
+
+
+def test_preference_accuracy_is_strict_and_counts_ties():
+    acc = M.preference_accuracy([1.0, -1.0, 0.0, 2.0])
+    assert (acc.n, acc.wins, acc.ties, acc.accuracy, acc.mean_margin) == (4, 2, 1, 0.5, 0.5)
+    assert acc.ci_low < 0.5 < acc.ci_high
+    with pytest.raises(ValueError, match="non-finite"):
+        M.preference_accuracy([1.0, float("nan")])
+
+
+def test_implicit_reward_margin_is_dpo_eq5():
+    # policy raised chosen by 2 and rejected by 1 against the reference: margin beta * (2 - 1)
+    m = M.implicit_reward_margins([-3.0], [-4.0], [-5.0], [-5.0], beta=0.1)
+    assert m == [pytest.approx(0.1)]
+    assert M.implicit_reward_margins([-1.0], [-2.0], [-1.0], [-2.0]) == [0.0]  # policy == reference: a tie
