@@ -66,3 +66,11 @@ def test_holm_matches_the_textbook_example():
     assert St.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
     with pytest.raises(ValueError, match="not in"):
         St.holm([1.5])
+
+
+def test_one_set_of_draws_gives_the_interval_and_the_p_value():
+    groups = [[0.2, 0.4, -0.1] * 5, [0.1, 0.3] * 6, [0.5, -0.2, 0.0] * 4]
+    t = St.hier_bootstrap_test(groups, 400, 0.9, seed=2)
+    assert (t["mean"], *t["ci"]) == pytest.approx(St.hier_bootstrap(groups, 400, 0.9, seed=2))
+    assert t["p"] == pytest.approx(St.bootstrap_p_value(groups, 400, seed=2))
+    assert St.hier_bootstrap_test([[None]], 10) == {"mean": None, "ci": [None, None], "p": None}

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 Interval = tuple[float | None, float | None, float | None]
 
 __all__ = ["paired_differences", "bootstrap_mean_ci", "hier_bootstrap", "holm", "bootstrap_p_value",
-           "Interval"]
+           "hier_bootstrap_test", "Interval"]
 
 
 def _finite(values) -> list[float]:
@@ -109,6 +109,25 @@ def bootstrap_p_value(per_seed: Sequence[Sequence[float | None]], resamples: int
     below = sum(d <= 0 for d in draws) / resamples
     above = sum(d >= 0 for d in draws) / resamples
     return min(1.0, max(1.0 / resamples, 2 * min(below, above)))
+
+
+def hier_bootstrap_test(per_seed: Sequence[Sequence[float | None]], resamples: int = 2000, level: float = 0.95,
+                        seed: int = 0) -> dict:
+    """:func:`hier_bootstrap` and :func:`bootstrap_p_value` from one set of draws (half the work):
+    ``{"mean", "ci": [lo, hi], "p"}`` (``None`` values when there is no data).
+
+    The smallest p-value is ``1 / resamples``: with Holm over m tests, ``resamples`` must exceed
+    ``m / alpha`` for any test to be able to pass.
+    """
+    groups = _groups(per_seed)
+    if not groups:
+        return {"mean": None, "ci": [None, None], "p": None}
+    draws = _hier_draws(groups, resamples, random.Random(seed))
+    below = sum(d <= 0 for d in draws) / resamples
+    above = sum(d >= 0 for d in draws) / resamples
+    lo, hi = _percentiles(draws, level)
+    return {"mean": sum(map(sum, groups)) / sum(map(len, groups)), "ci": [lo, hi],
+            "p": min(1.0, max(1.0 / resamples, 2 * min(below, above)))}
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
