@@ -60,7 +60,7 @@ def arm_names(plan: dict) -> list[str]:
 def load_plan(path: Path, mode: str = "full") -> dict:
     """The YAML block under ``## Settings`` of the plan, with the ``quick`` / ``smoke`` overrides applied."""
     text = Path(path).read_text(encoding="utf-8")
-    m = re.search(r"^## Settings\s*$.*?^```yaml\s*$(.*?)^```\s*$", text, re.S | re.M)
+    m = re.search(r"^## Settings\s*$.*?^```yaml\s*$(.*?)^```\s*$", text, re.DOTALL | re.MULTILINE)
     if not m:
         raise SystemExit(f"{path}: no ```yaml block under a '## Settings' heading")
     raw = yaml.safe_load(m.group(1))
@@ -332,10 +332,10 @@ def markdown(summary: dict, plan: dict, results: dict, wall: float, cpu: float) 
     lines = [f"# Strategy x loss grid ({plan['mode']} run; seeds {seeds})", ""]
     if plan["mode"] != "full":
         lines += [f"**A {plan['mode']} run: it shows the machinery works; its figures are not results.**", ""]
-    lines += ["Effect = mean per-row paired difference after - before (pooled over seeds); [95% interval] from a "
-              f"hierarchical bootstrap over seeds then rows ({plan['statistics']['resamples']} resamples); "
-              "p_Holm: Holm-adjusted within family A (arms x primary metrics). No LLM judge was run (no "
-              "wins/ties/losses to report).", "",
+    lines += [("Effect = mean per-row paired difference after - before (pooled over seeds); [95% interval] from a "
+               f"hierarchical bootstrap over seeds then rows ({plan['statistics']['resamples']} resamples); "
+               "p_Holm: Holm-adjusted within family A (arms x primary metrics). No LLM judge was run (no "
+               "wins/ties/losses to report)."), "",
               "| arm | verdict | " + " | ".join(f"{m}: base → after; effect [95% CI] (p_Holm)" for m in plan["primary"]) + " |",
               "|---|---|" + "---|" * len(plan["primary"])]
     eff = summary["effects"]
@@ -370,8 +370,8 @@ def markdown(summary: dict, plan: dict, results: dict, wall: float, cpu: float) 
         for c in summary["contrasts"].values():
             lines.append(f"| {c['a']} − {c['b']} | {c['metric']} | {_fmt(c['mean'])} [{_fmt(c['ci'][0])}, "
                          f"{_fmt(c['ci'][1])}] | {_p(c)} |")
-    lines += ["", f"Total wall time {wall:.0f}s, {cpu:.0f} CPU-seconds of this process and its children "
-              f"(stages resumed from an earlier run are not counted), {os.cpu_count()} cores.", ""]
+    lines += ["", (f"Total wall time {wall:.0f}s, {cpu:.0f} CPU-seconds of this process and its children "
+                   f"(stages resumed from an earlier run are not counted), {os.cpu_count()} cores."), ""]
     return "\n".join(lines)
 
 

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 Interval = tuple[float | None, float | None, float | None]
 
-__all__ = ["paired_differences", "bootstrap_mean_ci", "hier_bootstrap", "holm", "bootstrap_p_value",
-           "hier_bootstrap_test", "Interval"]
+__all__ = ["Interval", "bootstrap_mean_ci", "bootstrap_p_value", "hier_bootstrap", "hier_bootstrap_test", "holm",
+           "paired_differences"]
 
 
 def _finite(values) -> list[float]:
@@ -47,8 +47,8 @@ def _percentiles(stats: list[float], level: float) -> tuple[float, float]:
         raise ValueError(f"level must be in (0, 1), got {level}")
     stats = sorted(stats)
     n = len(stats)
-    lo = stats[max(0, int(math.floor((1 - level) / 2 * n)))]
-    hi = stats[min(n - 1, int(math.ceil((1 + level) / 2 * n)) - 1)]
+    lo = stats[max(0, math.floor((1 - level) / 2 * n))]
+    hi = stats[min(n - 1, math.ceil((1 + level) / 2 * n) - 1)]
     return lo, hi
 
 

@@ -70,7 +70,7 @@ _EXTRA_PHRASES: dict[str, tuple[str, ...]] = {
     "prose": ("I like answers written as ordinary paragraphs.", "No lists please, just sentences."),
 }
 
-__all__ = ["make_unique_task", "split_rows", "to_examples", "context_for_row", "all_queries"]
+__all__ = ["all_queries", "context_for_row", "make_unique_task", "split_rows", "to_examples"]
 
 
 def all_queries() -> list[tuple[str, str]]:
