@@ -136,6 +136,7 @@ def cmd_eval(args) -> int:
     from axolotl_mipo.args import validate_mipo_block
     from axolotl_mipo.data.prompts import PromptFormat
     from axolotl_mipo.evaluation.evaluate import evaluate_model, load_model, synthetic_checker
+    from axolotl_mipo.evaluation.personas import persona_checker
     from axolotl_mipo.evaluation.report import write_report
 
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
@@ -168,7 +169,8 @@ def cmd_eval(args) -> int:
             model, tokenizer, examples, k_values=args.k, max_new_tokens=settings["max_new_tokens"],
             temperature=args.temperature, top_p=args.top_p, top_k=gen.top_k, seed=args.seed,
             batch_size=args.batch_size or gen.batch_size, fmt=PromptFormat.from_config(mipo_cfg), judge=judge,
-            checker=synthetic_checker if args.synthetic_checks else None, progress=not args.no_progress,
+            checker=persona_checker if args.persona_checks else synthetic_checker if args.synthetic_checks else None,
+            progress=not args.no_progress,
         )
         runs.append(res.to_run(label, seed=args.seed))
         del model
@@ -220,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--adapter-label", default="adapter")
     e.add_argument("--synthetic-checks", action="store_true",
                    help="also report preference satisfaction on the synthetic task's rows")
+    e.add_argument("--persona-checks", action="store_true",
+                   help="also report preference satisfaction on a persona set (axolotl_mipo.evaluation.personas): "
+                   "language, format, max_words, topic, register and all five")
     e.add_argument("--judge-url", default=None, help="an OpenAI-compatible server used as LLM judge")
     e.add_argument("--judge-model", default=None, help="the judge's served model name")
     e.add_argument("--judge-tokenizer", default=None, help="the judge's tokenizer (its chat template)")
