@@ -227,9 +227,10 @@ def run_seed(out: Path, base: Path, plan: dict, seed: int, threads: int) -> dict
     for arm in plan["arms"]:
         arms[arm["name"]] = _stage(d / f"{arm['name']}.json", lambda arm=arm: arm_stage(
             d / arm["name"], base, d / "train.jsonl", heldout, plan, arm, seed, tok, base_res, threads))
-        f = arms[arm["name"]]["figures"]
-        log(f"seed {seed} {arm['name']}: MI {f.get('mi_mean'):.3f} (base {base_res['figures'].get('mi_mean'):.3f}), "
-            f"acc@K4 {f.get('accuracy@K4')} (base {base_res['figures'].get('accuracy@K4')})")
+        a, b = arms[arm["name"]]["per_row"], base_res["per_row"]
+        mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
+        log(f"seed {seed} {arm['name']}: MI {mean(a['mi']):.3f} (base {mean(b['mi']):.3f}), "
+            f"acc@K4 {mean(a.get('acc@K4', [])):.3f} (base {mean(b.get('acc@K4', [])):.3f})")
     return {"base": base_res, "arms": arms}
 
 
