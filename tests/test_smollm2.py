@@ -85,7 +85,7 @@ def test_smollm2_converts_trains_with_mipo_and_evaluates(tmp_path, axolotl_cli):
                dataset_prepared_path=str(tmp_path / "prepared"))
     path = tmp_path / "mipo.yml"
     path.write_text(yaml.safe_dump(cfg))
-    log = axolotl_cli(["train", str(path)], cwd=tmp_path)
+    log = axolotl_cli(["train", str(path)], cwd=tmp_path, timeout=1800)  # a 30-layer model on a shared CPU
     assert "4 rows -> 4 pairs planned" in log, log[-3000:]
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
     rc = cli_main(["eval", str(path), "--adapter", str(tmp_path / "out"), "--data", str(tmp_path / "heldout.jsonl"),
