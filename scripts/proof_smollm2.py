@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -35,6 +33,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import proof_cpu as P0  # noqa: E402  (the tiny-model proof: axolotl subprocess, log parsing, CPU clock)
+
+# the project's one statistics module (also scripts/grid_cpu.py's); kept under this name for the tests
+from axolotl_mipo.evaluation.stats import hier_bootstrap  # noqa: E402
 
 PREFS = ("language", "format", "max_words", "topic", "register", "all")
 log = P0.log
@@ -235,28 +236,6 @@ def run_seed(out: Path, base: Path, plan: dict, seed: int, threads: int) -> dict
 
 
 # ------------------------------------------------------------------ statistics
-
-
-def hier_bootstrap(per_seed: list[list[float]], resamples: int, level: float, seed: int = 0):
-    """Point estimate (pooled mean) and a percentile interval: seeds drawn with replacement, then rows."""
-    per_seed = [[v for v in vals if v is not None and math.isfinite(v)] for vals in per_seed]
-    per_seed = [v for v in per_seed if v]
-    if not per_seed:
-        return None, None, None
-    point = sum(map(sum, per_seed)) / sum(map(len, per_seed))
-    rng = random.Random(seed)
-    stats = []
-    for _ in range(resamples):
-        tot, n = 0.0, 0
-        for _ in per_seed:
-            vals = per_seed[rng.randrange(len(per_seed))]
-            tot += sum(vals[rng.randrange(len(vals))] for _ in vals)
-            n += len(vals)
-        stats.append(tot / n)
-    stats.sort()
-    lo = stats[int((1 - level) / 2 * resamples)]
-    hi = stats[min(resamples - 1, int((1 + level) / 2 * resamples))]
-    return point, lo, hi
 
 
 def metric_names(results) -> list[str]:
