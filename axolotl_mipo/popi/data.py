@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.data.summary import DEFAULT_TEMPLATE, _fit_history, summary_prompt
-from axolotl_mipo.errors import MIPODataError
+from axolotl_mipo.errors import MIPOConfigError, MIPODataError
 
 LOG = logging.getLogger("axolotl_mipo.popi")
 
@@ -88,7 +88,11 @@ def summarizer_rows(
             continue
         if ex.context not in fitted:
             ids = tokenizer(ex.context, add_special_tokens=False)["input_ids"]
-            text, cut = _fit_history(tokenizer, ex.context, ids, template, max_words, max_prompt_tokens, overhead)
+            try:
+                text, cut = _fit_history(tokenizer, ex.context, ids, template, max_words, max_prompt_tokens, overhead)
+            except MIPOConfigError as exc:  # the shared fitting names preference_summary's key
+                raise MIPOConfigError(str(exc).replace("mipo.summary.template", "popi.template")
+                                      + " (popi.max_prompt_tokens)") from None
             report.truncated_histories += int(cut)
             fitted[ex.context] = text
         chosen, rejected = ex.human_pair
