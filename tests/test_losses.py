@@ -269,14 +269,17 @@ class _SingleProcessAccelerator:
 
 
 def _trl_sigmoid_loss(logits, input_ids, completion_mask, ref_chosen, ref_rejected, beta):
-    """TRL 1.9's own ``DPOTrainer._compute_loss`` on a stand-in trainer and a model that returns ``logits``."""
+    """TRL's own ``DPOTrainer._compute_loss`` on a stand-in trainer and a model that returns ``logits``.
+
+    The stand-in carries what TRL 1.9 and 1.14 read: 1.14 also reads ``use_liger_kernel`` (its chunked path,
+    off here) and ``_tp_size`` (the token-count divisor)."""
     from trl.trainer.dpo_trainer import DPOTrainer
 
     stub = types.SimpleNamespace(
         model=types.SimpleNamespace(training=True), accelerator=_SingleProcessAccelerator(),
         aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True, ref_model=None,
         f_divergence_type="reverse_kl", loss_types=["sigmoid"], loss_weights=[1.0], beta=beta,
-        use_weighting=False, label_smoothing=0.0, _total_train_tokens=0,
+        use_weighting=False, label_smoothing=0.0, _total_train_tokens=0, use_liger_kernel=False, _tp_size=1,
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         args=types.SimpleNamespace(gradient_checkpointing_kwargs=None),
     )
