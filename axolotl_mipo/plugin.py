@@ -80,10 +80,10 @@ class MIPOPlugin(BasePlugin):
         from axolotl.integrations.base import PluginManager
 
         manager = PluginManager._instance
-        if manager is None:
-            return False
-        first = next((p for p in manager.plugins.values() if isinstance(p, MIPOPlugin)), self)
-        return first is not self
+        plugins = list(manager.plugins.values()) if manager is not None else []
+        if not any(p is self for p in plugins):
+            return False  # not run by Axolotl's manager (a test, a script): nothing to be a duplicate of
+        return next(p for p in plugins if isinstance(p, MIPOPlugin)) is not self
 
     def _active(self, cfg) -> bool:
         return cfg.get("mipo") is not None and not self._is_duplicate()

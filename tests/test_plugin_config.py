@@ -199,6 +199,7 @@ def test_every_hook_does_nothing_for_a_config_without_a_mipo_block():
     raw = {**copy.deepcopy(PLAIN_DPO), "mipo_strategy": "x", "sample_packing": True}
     cfg = DictDefault(copy.deepcopy(raw))
     plugin = MIPOPlugin()
+    assert not plugin._is_duplicate()  # what follows is about the missing block, not a second instance
     state = torch_rng_state()
     plugin.register(cfg)
     assert cfg == DictDefault(raw)  # no rl, datasets or trainer_cls filled in, nothing refused
