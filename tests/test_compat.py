@@ -13,8 +13,9 @@ def multi_process_env(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")
     from axolotl.utils import environment
 
-    # restored after the test, whatever the shim did to it
-    monkeypatch.setattr(environment, "check_cuda_p2p_support", environment.check_cuda_p2p_support)
+    # Axolotl's own function (an earlier load_cfg in this session may have guarded it), restored after the test
+    check = environment.check_cuda_p2p_support
+    monkeypatch.setattr(environment, "check_cuda_p2p_support", getattr(check, "__wrapped__", check))
     return environment
 
 
