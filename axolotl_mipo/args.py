@@ -10,6 +10,7 @@ written flat instead of inside the block).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,12 +26,13 @@ class MIPODatasetConfig(_Strict):
     path: str = Field(description="local file (.jsonl/.json/.csv/.parquet) or folder, or a datasets hub name")
     split: str = "train"
     data_files: list[str] | None = None
-    format: Literal["context_query", "messages", "prompt"] = Field(
+    format: str = Field(
         default="context_query",
         description=(
             "context_query: a context field and a query field; messages: chat messages, the user context "
             "is the message with context_role (or the context_field if set); prompt: a plain prompt "
-            "(reasoning variant, no user context)"
+            "(reasoning variant, no user context); or a dataset preset: alignx, lamp, prism, "
+            "community_alignment (README, Datasets)"
         ),
     )
     context_field: str | None = Field(
@@ -42,6 +44,85 @@ class MIPODatasetConfig(_Strict):
     prompt_field: str = "prompt"
     reference_field: str | None = Field(default=None, description="optional reference response, kept for evaluation")
     max_rows: int | None = Field(default=None, ge=1, description="use only the first N rows")
+    # -- dataset presets (format: alignx / lamp / prism / community_alignment); see README, Datasets
+    context_parts: list[str] | None = Field(
+        default=None,
+        description="alignx: which of demographics, comments, pairs form the context (default all); prism: "
+        "which survey fields (default self_description, system_string, stated_prefs)",
+    )
+    max_items: int | None = Field(
+        default=None, ge=0,
+        description="alignx: comments / past pairs kept per list (default 4); lamp: profile items (default 8, "
+        "null = all); community_alignment: the annotator's other conversations in the context (default 0)",
+    )
+    item_order: Literal["first", "last", "newest", "oldest"] | None = Field(
+        default=None, description="lamp: which profile items are kept: first/last in file order, or by date "
+        "(undated items after dated ones); default first",
+    )
+    max_item_chars: int | None = Field(
+        default=None, ge=8, description="presets: cut each rendered profile item / comment to this many characters",
+    )
+    outputs_file: str | None = Field(
+        default=None, description="lamp: the separate outputs file {task, golds: [{id, output}]} of the original LaMP "
+        "release, matched to questions by id",
+    )
+    rejected_response: Literal["worst", "random", "first"] | None = Field(
+        default=None, description="which non-preferred response is the human pair's rejected one: prism worst "
+        "(default, lowest score), random or first (by within_turn_id); community_alignment random (default) or "
+        "first (a..d)",
+    )
+    survey_config: str = Field(default="survey", description="prism: the hub config holding the survey")
+    conversations_config: str = Field(default="conversations", description="prism: the hub config holding the "
+                                      "conversations")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        import difflib
+
+        from axolotl_mipo.data.presets import PRESET_NAMES
+
+        known = ("context_query", "messages", "prompt", *PRESET_NAMES)
+        if v not in known:
+            close = difflib.get_close_matches(v, known, n=1, cutoff=0.5)
+            raise ValueError(f"unknown format {v!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                             + f" (known: {', '.join(known)})")
+        return v
+
+    @model_validator(mode="after")
+    def _preset_options(self) -> "MIPODatasetConfig":
+        from axolotl_mipo.data.presets import ALIGNX_PARTS, PRESET_NAMES
+
+        def refuse(key: str, why: str):
+            raise ValueError(f"mipo.datasets[].{key}: {why}")
+
+        preset = self.format if self.format in PRESET_NAMES else None
+        for key in ("context_parts", "item_order", "outputs_file", "rejected_response"):
+            if getattr(self, key) is not None and preset is None:
+                refuse(key, f"is an option of the dataset presets, not of format {self.format!r}")
+        if preset is None and (self.max_items is not None or self.max_item_chars is not None):
+            refuse("max_items" if self.max_items is not None else "max_item_chars",
+                   f"is an option of the dataset presets, not of format {self.format!r}")
+        if self.context_parts is not None:
+            if preset not in ("alignx", "prism"):
+                refuse("context_parts", f"is an option of alignx and prism, not of {preset}")
+            if not self.context_parts:
+                refuse("context_parts", "is empty; name at least one part")
+            if preset == "alignx":
+                bad = [p for p in self.context_parts if p not in ALIGNX_PARTS]
+                if bad:
+                    refuse("context_parts", f"{bad[0]!r} is not an alignx part; use {', '.join(ALIGNX_PARTS)}")
+        if self.item_order is not None and preset != "lamp":
+            refuse("item_order", f"is an option of lamp, not of {preset}")
+        if self.outputs_file is not None and preset != "lamp":
+            refuse("outputs_file", f"is an option of lamp, not of {preset}")
+        if self.rejected_response is not None:
+            if preset not in ("prism", "community_alignment"):
+                refuse("rejected_response", f"is an option of prism and community_alignment, not of {preset}")
+            if preset == "community_alignment" and self.rejected_response == "worst":
+                refuse("rejected_response", "community_alignment has no per-response scores, so there is no "
+                       "worst response; use random or first")
+        return self
 
 
 class MIPOGenerationConfig(_Strict):
@@ -94,6 +175,14 @@ class MIPOGenerationConfig(_Strict):
                              "it (vllm: tensor_parallel_size; openai: the server's own GPUs)")
         if self.devices and self.device:
             raise ValueError("set one of mipo.generation.device and mipo.generation.devices, not both")
+        # checked here, not at the first generate: vLLM checks SamplingParams only after its model has loaded
+        for key in ("temperature", "repetition_penalty"):
+            value = getattr(self, key)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"mipo.generation.{key} must be a finite number, got {value}")
+        if self.backend in ("vllm", "openai") and self.do_sample and self.temperature > 2.0:
+            raise ValueError(f"mipo.generation.temperature {self.temperature}: the {self.backend} backend takes "
+                             "0 to 2 (vLLM's SamplingParams and the OpenAI API refuse more)")
         return self
 
 

@@ -126,7 +126,13 @@ def cmd_eval(args) -> int:
 
     from axolotl_mipo.args import validate_mipo_block
     from axolotl_mipo.data.prompts import PromptFormat
-    from axolotl_mipo.evaluation.evaluate import evaluate_model, load_model, synthetic_checker
+    from axolotl_mipo.evaluation.evaluate import (
+        evaluate_model,
+        evaluate_preferences,
+        load_model,
+        score_human_pairs,
+        synthetic_checker,
+    )
     from axolotl_mipo.evaluation.report import write_report
 
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
@@ -151,21 +157,51 @@ def cmd_eval(args) -> int:
     if not targets:
         raise SystemExit("nothing to evaluate: --no-base needs --adapter")
     runs = []
+    fmt = PromptFormat.from_config(mipo_cfg)
+    batch_size = args.batch_size or gen.batch_size
+    remote = bool(raw.get("trust_remote_code") or False)
+    has_pairs = any(ex.human_pair is not None for ex in examples)
+    if args.preference_only and not has_pairs:
+        raise SystemExit("--preference-only: no row has a human pair (chosen/rejected); use a dataset preset that "
+                         "carries them (alignx, prism, community_alignment)")
+    base_scores = None
+    if has_pairs and args.no_base and args.adapter:
+        # the adapter's implicit reward is measured against the base model's scores of the same pairs
+        from axolotl_mipo.data.builder import neutralize_examples
+
+        print("axolotl-mipo eval: scoring the human pairs with the base model (implicit reward)", file=sys.stderr)
+        model = load_model(raw["base_model"], None, device=device, dtype=gen.dtype, trust_remote_code=remote)
+        base_scores = score_human_pairs(model, tokenizer, neutralize_examples(examples, tokenizer)[0], fmt,
+                                        batch_size=batch_size)
+        del model
     for label, adapter in targets:
         print(f"axolotl-mipo eval: {label} ({adapter or raw['base_model']}) on {len(examples)} rows", file=sys.stderr)
-        model = load_model(raw["base_model"], adapter, device=device, dtype=gen.dtype,
-                           trust_remote_code=bool(raw.get("trust_remote_code") or False))
-        res = evaluate_model(
-            model, tokenizer, examples, k_values=args.k, max_new_tokens=settings["max_new_tokens"],
-            temperature=args.temperature, top_p=args.top_p, top_k=gen.top_k, seed=args.seed,
-            batch_size=args.batch_size or gen.batch_size, fmt=PromptFormat.from_config(mipo_cfg), judge=judge,
-            checker=synthetic_checker if args.synthetic_checks else None, progress=not args.no_progress,
-        )
+        model = load_model(raw["base_model"], adapter, device=device, dtype=gen.dtype, trust_remote_code=remote)
+        ref = base_scores if adapter else None
+        if args.preference_only:
+            res = evaluate_preferences(model, tokenizer, examples, fmt=fmt, batch_size=batch_size,
+                                       reference_scores=ref)
+        else:
+            res = evaluate_model(
+                model, tokenizer, examples, k_values=args.k, max_new_tokens=settings["max_new_tokens"],
+                temperature=args.temperature, top_p=args.top_p, top_k=gen.top_k, seed=args.seed,
+                batch_size=batch_size, fmt=fmt, judge=judge,
+                checker=synthetic_checker if args.synthetic_checks else None, progress=not args.no_progress,
+                reference_scores=ref,
+            )
+        if adapter is None and has_pairs:
+            base_scores = res.extra.get("pair_scores")
         runs.append(res.to_run(label, seed=args.seed))
         del model
     out = args.out or os.path.join(raw.get("output_dir") or ".", "mipo_eval")
-    notes = [f"{len(examples)} rows; responses sampled with the context at temperature {args.temperature}, "
-             f"top-p {args.top_p}; MI in nats; accuracy@K is strict (a tie at the top is a miss), chance 1/K"]
+    notes = [] if args.preference_only else [
+        f"{len(examples)} rows; responses sampled with the context at temperature {args.temperature}, "
+        f"top-p {args.top_p}; MI in nats; accuracy@K is strict (a tie at the top is a miss), chance 1/K"]
+    if has_pairs:
+        notes.append("pref_accuracy_*: share of the rows' human pairs (pref_pairs) whose chosen response the model "
+                     "ranks above the rejected one (strict: a tie is a miss), by log p under the context "
+                     "(with_context) or without it; implicit_*: DPO's implicit reward of the adapter against the "
+                     "base; per_token_*: length-normalized; _ci_low/_ci_high: Wilson 95% interval")
     paths = write_report(out, runs, title="axolotl-mipo evaluation", notes=notes, settings=settings)
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
@@ -211,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--judge-tokenizer", default=None, help="the judge's tokenizer (its chat template)")
     e.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
     e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--preference-only", action="store_true",
+                   help="only preference accuracy on the rows' human pairs (no generation)")
     e.set_defaults(fn=cmd_eval)
     args = parser.parse_args(argv)
     return args.fn(args)

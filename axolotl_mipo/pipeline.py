@@ -20,8 +20,10 @@ from axolotl_mipo.data.prompts import PromptFormat
 from axolotl_mipo.data.rows import load_examples
 from axolotl_mipo.data.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts, write_report
 from axolotl_mipo.generation import backend_from_config
+from axolotl_mipo.generation.base import release_frames
 from axolotl_mipo.generation.cache import GenerationCache
 from axolotl_mipo.generation.distributed import dist_info
+from axolotl_mipo.generation.handoff import check_handoff, cuda_allocated
 from axolotl_mipo.pairing import build_strategy
 
 LOG = logging.getLogger("axolotl_mipo.pipeline")
@@ -50,6 +52,7 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
     fmt = PromptFormat.from_config(mipo_cfg)
 
     def run(gen_kwargs: dict):
+        baseline = cuda_allocated()
         backend = backend_from_config(cfg, mipo_cfg, tokenizer)
         try:
             cache = GenerationCache(cache_root(cfg, mipo_cfg), backend.cache_key_parts())
@@ -77,8 +80,16 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
                 if rank == 0:
                     LOG.info(f"preference_summary: report written to {write_report(report, cache.dir)}")
             return built
+        except BaseException as exc:
+            release_frames(exc)  # its traceback would keep the model alive after close()
+            raise
         finally:
             backend.close()
+            del backend
+            try:
+                check_handoff(baseline)
+            except Exception as exc:  # noqa: BLE001 - a report; never mask generation's own error
+                LOG.warning(f"mipo: could not check the GPU memory after generation ({type(exc).__name__}: {exc})")
 
     if mipo_cfg.regenerate:
         if state.is_main:

@@ -1,5 +1,7 @@
 """End to end through the real Axolotl CLI: `axolotl preprocess` generates, `axolotl train` reuses and trains."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -56,6 +58,16 @@ def test_preference_summary_through_axolotl_train(tmp_path, tiny_mipo_config, ax
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["contexts"] == 8 and report["mi_rows"] == 4 and report["summary_tokens_mean"] > 0
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
+def test_dataset_preset_with_human_pair_columns_trains(tmp_path, tiny_mipo_config, axolotl_cli):
+    # the DPO rows carry mipo_human_chosen / mipo_human_rejected; the collator must drop them
+    fixture = Path(__file__).parent / "fixtures" / "presets" / "community_alignment.csv"
+    path = tiny_mipo_config(datasets=[{"path": str(fixture), "format": "community_alignment", "max_items": 2}],
+                            loss="rmipo+perce")
+    log = axolotl_cli(["train", str(path)], cwd=tmp_path)
+    assert "mipo: read 4 rows, kept 4" in log and "4 kept" in log
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 

@@ -6,7 +6,11 @@ The output is TRL's *conversational* preference format, one row per pair:
 * ``chosen`` / ``rejected`` — one assistant message each;
 * ``prompt_no_context`` — the same conversation without the user context (PerCE's
   second forward and evaluation use it);
-* ``mipo_strategy``, ``mipo_row``, ``mipo_source``, ``mipo_meta`` — provenance.
+* ``mipo_strategy``, ``mipo_row``, ``mipo_source``, ``mipo_meta`` — provenance;
+* ``mipo_human_chosen`` / ``mipo_human_rejected`` — the user's own preference
+  pair from the dataset ("" for a row without one), present only when some row
+  has one (the dataset presets). TRL's collator drops these columns, so they
+  cost nothing in training; evaluation reads them.
 
 TRL applies the tokenizer's chat template to ``prompt`` exactly as the
 generation step did, so a chosen response is trained under the prompt it was
@@ -20,6 +24,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from axolotl_mipo.data.diagnostics import RejectedSharing, rejected_prompt_sharing, warn_if_degenerate
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.data.prompts import PromptFormat, build_messages
 from axolotl_mipo.errors import MIPODataError, MIPOStrategyError
@@ -41,6 +46,7 @@ class BuildStats:
     skipped_long: int = 0
     truncated_long: int = 0
     generation: GenerationStats = field(default_factory=GenerationStats)
+    sharing: RejectedSharing | None = None
 
     def summary(self) -> str:
         long = ""
@@ -84,9 +90,13 @@ def neutralize_examples(examples: Sequence[Example], tokenizer) -> tuple[list[Ex
     for ex in examples:
         ctx = neutralize(ex.context, specials) if ex.context is not None else None
         msgs = tuple((r, neutralize(c, specials)) for r, c in ex.messages)
-        if ctx != ex.context or msgs != ex.messages:
+        meta = ex.meta
+        if ex.human_pair is not None:
+            pair = {k: neutralize(meta[k], specials) for k in ("human_chosen", "human_rejected")}
+            meta = {**meta, **pair} if any(pair[k] != meta[k] for k in pair) else meta
+        if ctx != ex.context or msgs != ex.messages or meta is not ex.meta:
             changed += 1
-            ex = Example(index=ex.index, messages=msgs, context=ctx, source=ex.source, meta=ex.meta)
+            ex = Example(index=ex.index, messages=msgs, context=ctx, source=ex.source, meta=meta)
         out.append(ex)
     return out, changed
 
@@ -171,6 +181,8 @@ def build_preference_rows(
     for r in requests:
         if not 0 <= r.row < len(examples):
             raise MIPOStrategyError(f"strategy {strategy.name!r} asked for row {r.row}, which does not exist")
+    stats.sharing = rejected_prompt_sharing(examples, strategy, seed, requests)
+    warn_if_degenerate(stats.sharing, strategy.name)
     texts = {r: render_prompt(tokenizer, build_messages(examples[r.row].messages, r.context, fmt)) for r in requests}
     if max_prompt_tokens is not None:
         order = list(texts)
@@ -192,6 +204,7 @@ def build_preference_rows(
     pairs = strategy.pair(examples, responses, seed)
     stats.pairs_planned = len(pairs)
     rows: list[dict] = []
+    human = any(ex.human_pair is not None for ex in examples)
     for p in pairs:
         if p.chosen not in responses or p.rejected not in responses:
             raise MIPOStrategyError(
@@ -219,6 +232,9 @@ def build_preference_rows(
                 "mipo_meta": json.dumps(p.meta, sort_keys=True, default=str),
             }
         )
+        if human:
+            hp = ex.human_pair or ("", "")
+            rows[-1]["mipo_human_chosen"], rows[-1]["mipo_human_rejected"] = hp
     stats.pairs_kept = len(rows)
     LOG.info(stats.summary())
     if not rows:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """One input row after the context/query split.
 
@@ -17,6 +17,12 @@ class Example:
     user context text, or ``None`` for the reasoning variant (``prompt`` rows).
     ``index`` is the row's position in the input (used in error messages and
     to make pairing deterministic); ``source`` names the dataset it came from.
+
+    ``meta`` carries what travels with the row but is not part of its identity:
+    ``reference`` (a reference output), ``human_chosen`` / ``human_rejected``
+    (the user's own preference pair, from the dataset presets) and ``user_id``.
+    They live in ``meta`` so that every place that rebuilds an Example keeps them.
+    Slots: a 1.3M-row dataset holds 1.3M of these (no per-instance ``__dict__``).
     """
 
     index: int
@@ -29,6 +35,16 @@ class Example:
     def query_key(self) -> str:
         """A stable string for 'is this the same prompt' comparisons."""
         return "\x1e".join(f"{r}\x1f{c}" for r, c in self.messages)
+
+    @property
+    def human_pair(self) -> tuple[str, str] | None:
+        """The user's own ``(chosen, rejected)`` responses, when the dataset has them."""
+        c, r = self.meta.get("human_chosen"), self.meta.get("human_rejected")
+        return (c, r) if c is not None and r is not None else None
+
+    @property
+    def user_id(self) -> str | None:
+        return self.meta.get("user_id")
 
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]

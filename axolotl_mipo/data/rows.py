@@ -1,6 +1,8 @@
 """Read input rows and split each into user context and query.
 
-Three row formats (``mipo.datasets[].format``):
+Three generic row formats (``mipo.datasets[].format``), and the dataset presets
+of :mod:`axolotl_mipo.data.presets` (``alignx``, ``lamp``, ``prism``,
+``community_alignment``), which read a public dataset as published:
 
 * ``context_query`` — a context field and a query field (names configurable);
 * ``messages`` — chat messages; the user context is the message whose role is
@@ -14,11 +16,14 @@ dataset, the row, the field and the fix.
 
 from __future__ import annotations
 
+import gc
+import itertools
 import json
 import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,8 +226,10 @@ def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
         prompt = _text(row, ds_cfg.prompt_field, idx=idx, source=source,
                        fix="set mipo.datasets[].prompt_field to the field holding the prompt")
         messages, context = (("user", prompt),), None
-    else:  # the args model restricts this; kept for callers that bypass it
-        raise MIPODataError(f"unknown format {ds_cfg.format!r}", source=source)
+    else:
+        from axolotl_mipo.data.presets import get_preset
+
+        return get_preset(ds_cfg.format).split(row, ds_cfg, idx, source)
     if ds_cfg.reference_field:
         ref = row.get(ds_cfg.reference_field)
         if ref is not None and not isinstance(ref, str):
@@ -255,14 +262,33 @@ class LoadReport:
 def _skip_reason(err: MIPODataError) -> str:
     msg = str(err)
     for key in ("not valid JSON", "not valid UTF-8", "missing", "must be", "empty", "no message with role",
-                "end with a user turn"):
+                "end with a user turn", "no row in the survey", "must name one of", "no gold output"):
         if key in msg:
             return key
     return "other"
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    # Millions of rows are millions of small acyclic objects (Examples, dicts, tuples); the cyclic collector
+    # would rescan the growing heap over and over while they are built. Nothing they hold forms a cycle.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_examples(dataset_cfgs: Sequence, on_bad_row: str = "raise", dedupe: bool = True,
                   report: LoadReport | None = None) -> list[Example]:
+    with _no_gc():
+        return _load_examples(dataset_cfgs, on_bad_row, dedupe, report)
+
+
+def _load_examples(dataset_cfgs: Sequence, on_bad_row: str, dedupe: bool,
+                   report: LoadReport | None) -> list[Example]:
     """All rows of every configured dataset, split.
 
     ``on_bad_row="raise"`` stops at the first bad row with an error naming it;
@@ -272,16 +298,23 @@ def load_examples(dataset_cfgs: Sequence, on_bad_row: str = "raise", dedupe: boo
     report = report if report is not None else LoadReport()
     examples: list[Example] = []
     seen: set[tuple] = set()
+    from axolotl_mipo.data.presets import PRESET_NAMES, iter_preset_rows
+
     for ds_cfg in dataset_cfgs:
-        rows = read_rows(ds_cfg)
+        if ds_cfg.format in PRESET_NAMES:
+            # presets stream their rows: a 1.3M-row file is never held as Python objects
+            numbered, source, split = iter_preset_rows(ds_cfg)
+        else:
+            numbered, source, split = enumerate(read_rows(ds_cfg)), ds_cfg.path, split_row
         if ds_cfg.max_rows is not None:
-            rows = rows[: ds_cfg.max_rows]
-        if not rows:
-            raise MIPODataError("has zero rows; check the path and split", source=ds_cfg.path)
-        for i, r in enumerate(rows):
+            numbered = itertools.islice(numbered, ds_cfg.max_rows)
+        before = report.rows_read
+        for i, r in numbered:
             report.rows_read += 1
             try:
-                ex = split_row(r, ds_cfg, i, ds_cfg.path)
+                if isinstance(r, _BadLine):
+                    raise r.error
+                ex = split(r, ds_cfg, i, source)
             except MIPODataError as err:
                 if on_bad_row != "skip":
                     raise
@@ -289,12 +322,15 @@ def load_examples(dataset_cfgs: Sequence, on_bad_row: str = "raise", dedupe: boo
                 if len(report.first_errors) < 5:
                     report.first_errors.append(str(err))
                 continue
-            key = (ex.context, ex.messages)
+            # rows of one user and query with different human pairs are not duplicates
+            key = (ex.context, ex.messages, ex.meta.get("human_chosen"), ex.meta.get("human_rejected"))
             if dedupe and key in seen:
                 report.duplicates += 1
                 continue
             seen.add(key)
             examples.append(ex)
+        if report.rows_read == before:
+            raise MIPODataError("has zero rows; check the path and split", source=ds_cfg.path)
     report.kept = len(examples)
     LOG.info(report.summary())
     for msg in report.first_errors:

@@ -19,6 +19,13 @@
    response length, share of empty responses.
 5. Optional **preference checker** (the synthetic task's) and optional **LLM
    judge** (model response vs reference, wins / ties / losses kept apart).
+6. **Preference accuracy** on the rows that carry the user's own human pair
+   (the dataset presets): how often the model ranks the chosen response above
+   the rejected one, by ``log p(y+|x,c) - log p(y-|x,c)`` with the context and
+   ``log p(y+|x) - log p(y-|x)`` without it; for an adapter, given the base
+   model's scores, also by DPO's implicit reward against the base (POPI's
+   headline metric, arXiv 2510.17881). Strict (a tie is a miss), with a Wilson
+   95% interval and the count of pairs; also per token (length-normalized).
 
 Choices, documented because they change numbers:
 
@@ -252,6 +259,98 @@ def _conditional(model, tokenizer, examples, responses, fmt, batch_size, progres
     return with_c, without
 
 
+# ------------------------------------------------------ preference accuracy
+
+PAIR_KEYS = ("chosen_ctx", "rejected_ctx", "chosen_noctx", "rejected_noctx")
+
+
+def score_human_pairs(model, tokenizer, examples: Sequence[Example], fmt: PromptFormat | None = None, *,
+                      batch_size: int = 16, logprobs: Callable | None = None) -> dict[str, Any]:
+    """Log-probabilities of each row's human pair, with and without the user's context.
+
+    Returns ``{"rows": [row index...], key: [(sum log p, n tokens)...]}`` for
+    ``PAIR_KEYS``, over the rows that have a pair (in order). ``logprobs``:
+    ``(model, tokenizer, prompts, responses, batch_size) -> [(sum, n)]``,
+    :func:`~axolotl_mipo.evaluation.scoring.response_logprobs` by default.
+    """
+    from axolotl_mipo.evaluation.scoring import response_logprobs
+
+    fmt = fmt or PromptFormat()
+    score = logprobs or response_logprobs
+    rows = [ex for ex in examples if ex.human_pair is not None]
+    out: dict[str, Any] = {"rows": [ex.index for ex in rows]}
+    if not rows:
+        return {**out, **{k: [] for k in PAIR_KEYS}}
+    with_c = [build_messages(ex.messages, ex.context, fmt) for ex in rows]
+    without = [build_messages(ex.messages, None, fmt) for ex in rows]
+    chosen = [ex.human_pair[0] for ex in rows]
+    rejected = [ex.human_pair[1] for ex in rows]
+    # one call: the scorer sorts by length across all four sets, so batches are fuller
+    flat = score(model, tokenizer, with_c * 2 + without * 2, chosen + rejected + chosen + rejected, batch_size)
+    n = len(rows)
+    for i, key in enumerate(PAIR_KEYS):
+        out[key] = [tuple(x) for x in flat[i * n:(i + 1) * n]]
+    return out
+
+
+def preference_figures(scores: Mapping[str, Any], reference: Mapping[str, Any] | None = None) -> tuple[
+        dict[str, float], dict[str, Any]]:
+    """Figures (and per-setting details) of preference accuracy from :func:`score_human_pairs` output.
+
+    ``reference``: the base model's scores of the same pairs; with it the
+    adapter is also ranked by DPO's implicit reward against the base.
+    """
+    figures: dict[str, float] = {"pref_pairs": float(len(scores["rows"]))}
+    details: dict[str, Any] = {}
+    if not scores["rows"]:
+        return figures, details
+    if reference is not None and list(reference["rows"]) != list(scores["rows"]):
+        raise ValueError("the reference scores cover other rows than the model's; score the same examples")
+
+    def total(key, src=scores):
+        return [s for s, _ in src[key]]
+
+    def per_token(key, src=scores):
+        return [s / max(1, n) for s, n in src[key]]
+
+    settings = {
+        "with_context": M.logp_margins(total("chosen_ctx"), total("rejected_ctx")),
+        "without_context": M.logp_margins(total("chosen_noctx"), total("rejected_noctx")),
+        "per_token_with_context": M.logp_margins(per_token("chosen_ctx"), per_token("rejected_ctx")),
+        "per_token_without_context": M.logp_margins(per_token("chosen_noctx"), per_token("rejected_noctx")),
+    }
+    if reference is not None:
+        for where, sfx in (("with_context", "ctx"), ("without_context", "noctx")):
+            settings[f"implicit_{where}"] = M.implicit_reward_margins(
+                total(f"chosen_{sfx}"), total(f"rejected_{sfx}"),
+                total(f"chosen_{sfx}", reference), total(f"rejected_{sfx}", reference))
+    for name, margins in settings.items():
+        acc = M.preference_accuracy(margins)
+        details[name] = acc.to_dict()
+        figures[f"pref_accuracy_{name}"] = acc.accuracy
+        if not name.startswith("per_token"):
+            figures[f"pref_accuracy_{name}_ci_low"] = acc.ci_low
+            figures[f"pref_accuracy_{name}_ci_high"] = acc.ci_high
+            figures[f"pref_margin_{name}"] = acc.mean_margin
+    return figures, details
+
+
+def evaluate_preferences(model, tokenizer, examples: Sequence[Example], *, fmt: PromptFormat | None = None,
+                         batch_size: int = 16, reference_scores: Mapping[str, Any] | None = None,
+                         logprobs: Callable | None = None) -> EvalResult:
+    """Preference accuracy only (no generation): scores every row's human pair once."""
+    from axolotl_mipo.data.builder import neutralize_examples
+
+    examples, _ = neutralize_examples(list(examples), tokenizer)
+    scores = score_human_pairs(model, tokenizer, examples, fmt, batch_size=batch_size, logprobs=logprobs)
+    if not scores["rows"]:
+        raise ValueError("no row has a human pair (chosen/rejected); preference accuracy needs a dataset preset "
+                         "that carries them (alignx, prism, community_alignment)")
+    figures, details = preference_figures(scores, reference_scores)
+    return EvalResult(figures=figures, mi_per_row=[], accuracy_per_k={}, responses=[],
+                      extra={"preference_accuracy": details, "pair_scores": scores, "n_rows": len(examples)})
+
+
 # ---------------------------------------------------------------- the entry
 
 
@@ -274,6 +373,7 @@ def evaluate_model(
     checker: Callable[[Sequence[str], Sequence[Example]], Mapping[str, float]] | None = None,
     identify_references: bool = True,
     progress: bool = True,
+    reference_scores: Mapping[str, Any] | None = None,
 ) -> EvalResult:
     """Every figure for one model on ``examples`` (held-out rows with a user context each).
 
@@ -291,7 +391,9 @@ def evaluate_model(
     ``accuracy_frac@K<k>`` (ties split) for generated responses,
     ``ref_accuracy@K<k>`` for references; ``rouge_l``, ``meteor``,
     ``self_bleu``, ``distinct_2``, ``response_tokens``, ``empty_share``;
-    ``judge_*`` when a judge is given.
+    ``judge_*`` when a judge is given; ``pref_accuracy_*`` / ``pref_margin_*`` /
+    ``pref_pairs`` when rows carry a human pair (``reference_scores``: the base
+    model's ``extra["pair_scores"]``, for the adapter's implicit-reward accuracy).
     """
     from axolotl_mipo.data.builder import neutralize_examples
 
@@ -380,6 +482,12 @@ def evaluate_model(
         for key in ("wins", "ties", "losses", "invalid", "win_rate", "tie_rate", "loss_rate", "mean_score"):
             if key in tally:
                 figures[f"judge_{key}"] = float(tally[key])
+    if any(ex.human_pair is not None for ex in examples):
+        pair_scores = score_human_pairs(model, tokenizer, examples, fmt, batch_size=batch_size)
+        pfig, pdet = preference_figures(pair_scores, reference_scores)
+        figures.update(pfig)
+        extra["preference_accuracy"] = pdet
+        extra["pair_scores"] = pair_scores
     if notes:
         extra["notes"] = notes
         for n in notes:

@@ -471,3 +471,85 @@ def judge_tally(outcomes: Sequence) -> JudgeTally:
         win_rate_ties_half=rate(w + 0.5 * t),
         win_rate_ties_as_wins=rate(w + t),
     )
+
+
+# ------------------------------------------------------- preference accuracy
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% by default); ``(nan, nan)`` for ``n = 0``.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty
+    at 0 or n successes, which matters for the small held-out sets of one user.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class PreferenceAccuracy:
+    """How often a score ranks the user's chosen response above the rejected one.
+
+    ``accuracy`` is strict: a tie (margin exactly 0) is a miss, so a model that
+    cannot tell the two apart scores 0, not 0.5; ``ties`` says how many there were.
+    ``ci_low``/``ci_high``: the Wilson 95% interval of ``accuracy`` over ``n`` pairs.
+    """
+
+    n: int
+    wins: int
+    ties: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    mean_margin: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def preference_accuracy(margins: Sequence[float]) -> PreferenceAccuracy:
+    """Accuracy of ``margin = score(chosen) - score(rejected)`` per pair (> 0 is a win).
+
+    Pure: usable with any score (log-probability difference, DPO's implicit
+    reward, a reward model's output). Non-finite margins are an error, not a miss.
+    """
+    ms = [float(m) for m in margins]
+    bad = [i for i, m in enumerate(ms) if not math.isfinite(m)]
+    if bad:
+        raise ValueError(f"non-finite preference margins at pairs {bad[:5]}")
+    n = len(ms)
+    wins = sum(m > 0 for m in ms)
+    lo, hi = wilson_interval(wins, n)
+    return PreferenceAccuracy(n=n, wins=wins, ties=sum(m == 0 for m in ms),
+                              accuracy=wins / n if n else float("nan"), ci_low=lo, ci_high=hi,
+                              mean_margin=_mean(ms) if n else float("nan"))
+
+
+def logp_margins(chosen: Sequence[float], rejected: Sequence[float]) -> list[float]:
+    """``log p(chosen) - log p(rejected)`` per pair (the base model's ranking)."""
+    if len(chosen) != len(rejected):
+        raise ValueError(f"{len(chosen)} chosen but {len(rejected)} rejected scores")
+    return [float(c) - float(r) for c, r in zip(chosen, rejected)]
+
+
+def implicit_reward_margins(policy_chosen: Sequence[float], policy_rejected: Sequence[float],
+                            ref_chosen: Sequence[float], ref_rejected: Sequence[float],
+                            beta: float = 1.0) -> list[float]:
+    """DPO's implicit reward margin per pair (arXiv 2305.18290, eq. 5):
+    ``beta * ((log pi(y+) - log ref(y+)) - (log pi(y-) - log ref(y-)))``.
+
+    The sign, hence the accuracy, does not depend on ``beta > 0``; the mean
+    margin does (nats times beta).
+    """
+    if beta <= 0:
+        raise ValueError("beta must be > 0")
+    n = len(policy_chosen)
+    if not (len(policy_rejected) == len(ref_chosen) == len(ref_rejected) == n):
+        raise ValueError("policy and reference scores must cover the same pairs")
+    return [beta * ((float(pc) - float(rc)) - (float(pr) - float(rr)))
+            for pc, pr, rc, rr in zip(policy_chosen, policy_rejected, ref_chosen, ref_rejected)]

@@ -9,6 +9,7 @@ run), progress with rows/s and tokens/s, and the final summary line.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -82,7 +83,9 @@ class LoadedOnFirstUse:
 
     Nothing about the cache key needs the weights, so a run whose responses are
     all cached (``axolotl train`` after ``axolotl preprocess``) never loads them.
-    ``on_load`` sees the value once, whether it was given or loaded.
+    ``on_load`` sees the value once, whether it was given or loaded. A load that
+    fails raises a final :class:`MIPOGenerationError` naming the loader's own
+    error, and so does every later ``get()``: nothing is loaded twice.
     """
 
     def __init__(self, value=None, load: Callable[[], object] | None = None,
@@ -90,13 +93,24 @@ class LoadedOnFirstUse:
         if value is None and load is None:
             raise ValueError("give a value or a function that loads it")
         self.value, self._load, self._on_load = value, load, on_load
+        self._failed: str | None = None
         if value is not None and on_load is not None:
             on_load(value)
 
     def get(self):
+        if self.value is None and self._failed is not None:
+            # not loaded again: a half-started engine may still hold GPU memory, and a retry would hide the
+            # first error behind "'NoneType' object has no attribute ..."
+            raise MIPOGenerationError(f"the generation model could not be loaded earlier in this run: {self._failed}")
         if self.value is None and self._load is not None:
             load, self._load = self._load, None
-            self.value = load()
+            try:
+                value = load()
+            except Exception as exc:
+                # only the text is kept: the exception's frames hold whatever the loader had built so far
+                self._failed = f"{type(exc).__name__}: {exc}"
+                raise MIPOGenerationError(f"loading the generation model failed ({self._failed})") from exc
+            self.value = value
             if self._on_load is not None:
                 self._on_load(self.value)
         return self.value
@@ -104,6 +118,54 @@ class LoadedOnFirstUse:
     def drop(self) -> None:
         """Release the value; it is not loaded again."""
         self.value, self._load = None, None
+
+
+def stop_token_ids(generation_eos, tokenizer) -> list[int]:
+    """The token ids that end a response: the model's generation-config EOS (an id or a list) and the
+    tokenizer's EOS. The tokenizer is Axolotl's, so a YAML ``eos_token`` override (chatml on a base model)
+    counts. Every backend that runs the model itself stops on exactly these."""
+    ids = set(generation_eos if isinstance(generation_eos, (list, tuple)) else
+              [generation_eos] if generation_eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(int(i) for i in ids)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def release_frames(exc: BaseException | None) -> None:
+    """Let go of what ``exc``'s traceback holds, so that the model is freed while the exception lives on.
+
+    A failed generate's traceback reaches into the model's (or vLLM's) own frames, whose ``self`` is the
+    model; a frame also keeps its function, and with it the closure a nested function captured (torch's
+    ``Module._call_impl`` has one holding the module). While the exception is alive (it propagates out of
+    ``load_datasets``; a caller may keep it) the model and its GPU memory would be too, although the
+    backend was closed. So, for ``exc`` and every exception it was raised from or during: the traceback
+    is cut after the last frame of this package, the frames cut off are kept as text in a note (printed
+    with the exception, as a traceback would be), and the local variables of the frames left are cleared
+    (file and line stay).
+    """
+    import traceback
+
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        last_ours, tb = None, e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+                last_ours = tb
+            tb = tb.tb_next
+        if last_ours is not None and last_ours.tb_next is not None:
+            inner = "".join(traceback.format_tb(last_ours.tb_next))
+            e.add_note("frames below, released to free the model's memory:\n" + inner.rstrip())
+            last_ours.tb_next = None
+        if e.__traceback__ is not None:
+            traceback.clear_frames(e.__traceback__)
+        todo += [e.__cause__, e.__context__]
 
 
 def token_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:

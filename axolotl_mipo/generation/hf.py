@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from axolotl_mipo.errors import MIPOConfigError
-from axolotl_mipo.generation.base import GenerationBackend, GenerationResult, LoadedOnFirstUse
+from axolotl_mipo.generation.base import GenerationBackend, GenerationResult, LoadedOnFirstUse, stop_token_ids
 from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
 
 LOG = logging.getLogger("axolotl_mipo.generation")
@@ -246,11 +246,7 @@ class HFBackend(GenerationBackend):
         return self._model.get()
 
     def _set_stop_ids(self, model) -> None:
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            eos_ids.add(self.tokenizer.eos_token_id)
-        self.eos_ids = sorted(eos_ids)
+        self.eos_ids = stop_token_ids(model.generation_config.eos_token_id, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
 
     @classmethod

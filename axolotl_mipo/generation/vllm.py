@@ -6,12 +6,29 @@ trainer will. Each prompt gets ``SamplingParams(seed=...)`` derived from
 ``(seed, prompt)``, so, as with the ``hf`` backend, a response does not depend
 on which batch it was scheduled in. vLLM does its own continuous batching; the
 batch size here only sets how often finished responses are written to the cache.
+
+Checked against the source of vLLM 0.23 and 0.33 (``LLM.__init__``,
+``LLM.generate``, ``SamplingParams``, the quantization methods, the engine
+core's ``shutdown``), recorded in ``axolotl_mipo.testing.vllm_api``:
+
+* it stops on the ids the ``hf`` backend stops on (``stop_token_ids``): vLLM's
+  own stop set comes from its tokenizer and the generation config, and misses
+  a YAML ``eos_token`` override;
+* ``max_model_len`` is the prompt budget plus ``max_new_tokens``: left unset,
+  vLLM reserves KV cache for the model's whole context (128k tokens for
+  Llama-3.1-8B) and does not start on a 24 GB card;
+* 4-bit generation maps to ``quantization="bitsandbytes"`` where the installed
+  vLLM has it (0.23 does, 0.33 does not: a config error then);
+* ``close()`` shuts the engine core down itself, because a failed generate's
+  traceback can keep the ``LLM`` object alive. vLLM's helpers that tear the
+  distributed environment down are never called: under torchrun the default
+  process group is Axolotl's.
 """
 
 from __future__ import annotations
 
 import functools
-import gc
+import logging
 from collections.abc import Sequence
 
 from axolotl_mipo.errors import MIPOConfigError
@@ -20,10 +37,14 @@ from axolotl_mipo.generation.base import (
     GenerationResult,
     LoadedOnFirstUse,
     sampling_key_parts,
+    stop_token_ids,
     token_lengths,
 )
 from axolotl_mipo.generation.cache import model_fingerprint, tokenizer_fingerprint
-from axolotl_mipo.generation.hf import _prompt_seed
+from axolotl_mipo.generation.handoff import release_memory
+from axolotl_mipo.generation.hf import _load_4bit, _prompt_seed
+
+LOG = logging.getLogger("axolotl_mipo.generation")
 
 
 def _import_vllm():
@@ -31,19 +52,64 @@ def _import_vllm():
         import vllm  # noqa: F401
     except ImportError:
         raise MIPOConfigError(
-            "mipo.generation.backend vllm needs vLLM: pip install 'axolotl-mipo[vllm]' (GPU only)"
+            "mipo.generation.backend vllm needs vLLM: pip install 'axolotl-mipo[vllm]' (GPU only; beside axolotl "
+            "0.19 that is vLLM 0.23.0, which needs torch 2.11.0). Beside axolotl 0.21 no vLLM release installs "
+            "(axolotl pins gradio, whose pillow<13 conflicts with vLLM 0.33): run `vllm serve` from its own "
+            "environment and use mipo.generation.backend: openai"
         ) from None
     return vllm
+
+
+def _supports_bitsandbytes() -> bool:
+    try:
+        from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+    except ImportError:
+        return False
+    return "bitsandbytes" in QUANTIZATION_METHODS
+
+
+def _generation_eos(cfg):
+    """The model's generation-config EOS (what the hf backend reads from the loaded model), from its files."""
+    from transformers import AutoConfig, GenerationConfig
+
+    kw = {"revision": cfg.get("revision_of_model")} if cfg.get("revision_of_model") else {}
+    trust = bool(cfg.get("trust_remote_code") or False)
+    try:
+        return GenerationConfig.from_pretrained(cfg.base_model, **kw).eos_token_id
+    except (OSError, ValueError):  # no generation_config.json: transformers derives one from config.json
+        try:
+            return GenerationConfig.from_model_config(
+                AutoConfig.from_pretrained(cfg.base_model, trust_remote_code=trust, **kw)).eos_token_id
+        except (OSError, ValueError):
+            return None  # vLLM adds the generation config's EOS itself; the tokenizer's is what matters here
+
+
+def _shutdown(llm) -> None:
+    """Stop the engine core (its process and GPU memory) now, whoever still references ``llm``.
+
+    Only the engine's own ``shutdown``: vLLM's ``cleanup_dist_env_and_memory`` /
+    ``destroy_distributed_environment`` would destroy the default process group, Axolotl's under torchrun.
+    """
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is None or not callable(getattr(core, "shutdown", None)):
+        return
+    try:
+        core.shutdown()
+    except Exception as exc:  # noqa: BLE001 - teardown must not hide the error that led here
+        LOG.warning(f"mipo: shutting the vLLM engine down failed ({type(exc).__name__}: {exc})")
 
 
 class VLLMBackend(GenerationBackend):
     name = "vllm"
 
     def __init__(self, llm, tokenizer, *, model_id: dict, max_new_tokens=512, temperature=0.1, top_p=0.9,
-                 top_k=None, repetition_penalty=None, seed=42, batch_size=256, loader=None):
+                 top_k=None, repetition_penalty=None, seed=42, batch_size=256, loader=None,
+                 stop_ids: Sequence[int] | None = None):
         """``llm``, or ``loader``: a function that starts it at first use (``from_config`` passes one, so
-        that a run whose responses are all cached does not start vLLM)."""
+        that a run whose responses are all cached does not start vLLM). ``stop_ids``: the token ids that
+        end a response (``from_config``: the ones the hf backend stops on)."""
         self._llm = LoadedOnFirstUse(llm, loader)
+        self.stop_ids = sorted(stop_ids) if stop_ids is not None else stop_token_ids(None, tokenizer)
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.max_new_tokens = max_new_tokens
@@ -58,6 +124,26 @@ class VLLMBackend(GenerationBackend):
     def from_config(cls, cfg, mipo_cfg, tokenizer) -> "VLLMBackend":
         vllm = _import_vllm()
         gen = mipo_cfg.generation
+        extra = {}
+        budget = gen.max_prompt_tokens or cfg.get("sequence_len")
+        if budget:
+            new_tokens = gen.max_new_tokens
+            if mipo_cfg.context_builder == "preference_summary":
+                new_tokens = max(new_tokens, mipo_cfg.summary.max_new_tokens)
+            extra["max_model_len"] = int(budget) + new_tokens
+        else:
+            LOG.warning("mipo: neither mipo.generation.max_prompt_tokens nor sequence_len is set, so vLLM "
+                        "reserves KV cache for the model's whole context; set one of them")
+        if _load_4bit(cfg, gen):
+            if not _supports_bitsandbytes():
+                key = ("mipo.generation.load_in_4bit" if gen.load_in_4bit is not None
+                       else "load_in_4bit (top level; mipo.generation.load_in_4bit follows it when unset)")
+                raise MIPOConfigError(
+                    f"{key}: the installed vLLM {getattr(vllm, '__version__', '?')} has no bitsandbytes "
+                    "quantization (vLLM 0.33 removed it), so the vllm backend cannot generate in 4 bits. Set "
+                    "mipo.generation.load_in_4bit: false (vLLM in the model's dtype), or use backend: hf"
+                )
+            extra["quantization"] = "bitsandbytes"
         start = functools.partial(
             vllm.LLM,
             model=cfg.base_model,
@@ -69,10 +155,13 @@ class VLLMBackend(GenerationBackend):
             trust_remote_code=bool(cfg.get("trust_remote_code") or False),
             seed=mipo_cfg.seed,
             enforce_eager=gen.vllm_enforce_eager,
+            **extra,
         )
         return cls(
             None, tokenizer, loader=start,
-            model_id=model_fingerprint(cfg.base_model, cfg.get("revision_of_model")),
+            model_id={**model_fingerprint(cfg.base_model, cfg.get("revision_of_model")),
+                      **({"4bit": True} if "quantization" in extra else {})},
+            stop_ids=stop_token_ids(_generation_eos(cfg), tokenizer),
             max_new_tokens=gen.max_new_tokens,
             temperature=gen.temperature if gen.do_sample else 0.0,
             top_p=gen.top_p, top_k=gen.top_k, repetition_penalty=gen.repetition_penalty,
@@ -86,6 +175,7 @@ class VLLMBackend(GenerationBackend):
     def cache_key_parts(self) -> dict:
         return {
             **sampling_key_parts(self),
+            "stop_token_ids": self.stop_ids,
             "model": self.model_id,
             "tokenizer": tokenizer_fingerprint(self.tokenizer),
         }
@@ -97,7 +187,7 @@ class VLLMBackend(GenerationBackend):
         from vllm import SamplingParams
 
         kw = dict(max_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                  seed=_prompt_seed(self.seed, prompt) % (2**31 - 1))
+                  seed=_prompt_seed(self.seed, prompt) % (2**31 - 1), stop_token_ids=list(self.stop_ids))
         if self.top_k is not None:
             kw["top_k"] = self.top_k
         if self.repetition_penalty is not None:
@@ -114,11 +204,9 @@ class VLLMBackend(GenerationBackend):
         return [GenerationResult(o.outputs[0].text.strip(), len(o.outputs[0].token_ids)) for o in outs]
 
     def close(self) -> None:
+        llm = self._llm.value
         self._llm.drop()
-        gc.collect()
-        try:
-            import torch
-
-            torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001 - best effort on teardown
-            pass
+        if llm is not None:
+            _shutdown(llm)
+        del llm
+        release_memory()
