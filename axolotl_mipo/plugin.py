@@ -9,7 +9,14 @@ Enable with::
       datasets:
         - path: data/users.jsonl
 
-Hooks used (Axolotl 0.19):
+On Axolotl >= 0.21 the plugin is also registered under the ``axolotl.plugins``
+entry-point group, so a ``mipo:`` block alone enables it (``plugins:`` may still
+name it: it is not run twice). Axolotl 0.21 then loads it for every run, so
+every hook does nothing for a config without a ``mipo:`` block that does not
+list the plugin. Axolotl 0.19 has no such group: list it in ``plugins:``.
+
+Hooks used (the same signatures in Axolotl 0.19 and 0.21; 0.21's new
+``post_lora_merge`` has nothing to do here):
 
 * ``register`` — sees the raw YAML: rejects misplaced ``mipo_*`` keys and
   impossible combinations, fills ``rl``, the top-level ``datasets`` Axolotl's
@@ -44,17 +51,39 @@ logging.getLogger("axolotl_mipo").setLevel(os.getenv("AXOLOTL_LOG_LEVEL", "INFO"
 TRAINER_CLS = "axolotl_mipo.trainer.MIPODPOTrainer"
 
 
+def _listed(cfg) -> bool:
+    """Whether the config's ``plugins:`` names this plugin (under any spelling of its path)."""
+    return any(str(name).replace(":", ".").split(".")[0] == "axolotl_mipo" for name in cfg.get("plugins") or [])
+
+
 class MIPOPlugin(BasePlugin):
     """MIPO / RMiPO / PerCE for Axolotl's DPO pipeline."""
 
-    def get_input_args(self) -> str:
-        return "axolotl_mipo.args.MIPOArgs"
+    # a second instance adds nothing: Axolotl would merge the same model twice, which pydantic refuses
+    def get_input_args(self) -> str | None:
+        return None if self._is_duplicate() else "axolotl_mipo.args.MIPOArgs"
 
-    def get_training_args_mixin(self) -> str:
-        return "axolotl_mipo.args.MIPOTrainingArgsMixin"
+    def get_training_args_mixin(self) -> str | None:
+        return None if self._is_duplicate() else "axolotl_mipo.args.MIPOTrainingArgsMixin"
+
+    def _is_duplicate(self) -> bool:
+        """Another instance was registered first (the entry point and ``plugins:`` under another spelling)."""
+        from axolotl.integrations.base import PluginManager
+
+        manager = PluginManager._instance
+        plugins = list(manager.plugins.values()) if manager is not None else []
+        if not any(p is self for p in plugins):
+            return False  # not run by Axolotl's manager (a test, a script): nothing to be a duplicate of
+        return next(p for p in plugins if isinstance(p, MIPOPlugin)) is not self
+
+    def _active(self, cfg) -> bool:
+        return cfg.get("mipo") is not None and not self._is_duplicate()
 
     # -- config --------------------------------------------------------------
     def register(self, cfg: dict):
+        if self._is_duplicate() or (cfg.get("mipo") is None and not _listed(cfg)):
+            # loaded through the entry point (Axolotl >= 0.21) for a config that does not use it
+            return
         flat = sorted(k for k in cfg if isinstance(k, str) and k.startswith("mipo_"))
         if flat:
             raise MIPOConfigError(
@@ -83,12 +112,24 @@ class MIPOPlugin(BasePlugin):
             cfg["trainer_cls"] = TRAINER_CLS
         if cfg.get("sample_packing"):
             raise MIPOConfigError("'sample_packing: true' is not supported by DPO training; remove it")
+        import axolotl_mipo.compat as compat
+
+        if cfg.get("dpo_use_liger_kernel"):
+            refusal = compat.liger_refusal(str(raw.get("loss") or "dpo"))
+            if refusal:
+                raise MIPOConfigError(refusal)
+        # runs before Axolotl's environment check in load_cfg (both `axolotl` and `axolotl-mipo` commands)
+        compat.patch_axolotl_peer_check()
 
     def get_training_args(self, cfg):
+        if not self._active(cfg):
+            return None
         return training_args_from_config(as_config(cfg.get("mipo")))
 
     # -- model ---------------------------------------------------------------
     def pre_model_load(self, cfg):
+        if not self._active(cfg):
+            return
         # Axolotl builds the model and its LoRA adapter before the HF Trainer seeds torch, so the adapter's
         # random init, and with it the whole run, would change between two identical runs. Seed first.
         from transformers import set_seed
@@ -101,6 +142,8 @@ class MIPOPlugin(BasePlugin):
 
     # -- data ----------------------------------------------------------------
     def load_datasets(self, cfg, preprocess: bool = False):
+        if not self._active(cfg):
+            return None
         from axolotl.common.datasets import TrainDatasetMeta
         from axolotl.loaders import load_tokenizer
         from datasets import Dataset

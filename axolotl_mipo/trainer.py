@@ -56,7 +56,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, is_peft_model
 from axolotl.core.trainers.dpo.args import AxolotlDPOConfig
 from axolotl.core.trainers.dpo.trainer import AxolotlDPOTrainer
@@ -68,6 +67,7 @@ from trl.models import prepare_deepspeed
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import entropy_from_logits, hash_module, selective_log_softmax, use_adapter
 
+import axolotl_mipo.compat as compat
 from axolotl_mipo.args import MIPOLossSettings, MIPOTrainingArgsMixin
 from axolotl_mipo.collator import (
     COL_PROMPT_NC_IDS,
@@ -162,8 +162,8 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             clashes.append(f"label_smoothing={args.label_smoothing}")
         if getattr(args, "use_weighting", False):
             clashes.append("use_weighting=True")
-        if getattr(args, "use_liger_kernel", False):
-            clashes.append("use_liger_kernel=True")
+        if getattr(args, "use_liger_kernel", False) and compat.liger_refusal(s.loss):
+            clashes.append("use_liger_kernel=True (dpo_use_liger_kernel)")
         if clashes:
             raise MIPOConfigError(
                 f"mipo.loss {s.loss} computes its own preference loss and cannot honour: {', '.join(clashes)}; "
@@ -222,7 +222,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         map_kwargs = {}
         if isinstance(dataset, Dataset):
             map_kwargs = {"num_proc": args.dataset_num_proc, "desc": f"Tokenizing prompt_no_context ({dataset_name})"}
-        with PartialState().main_process_first():
+        with compat.main_process_first():  # the order TRL's own tokenization uses
             return dataset.map(tokenize_nc, fn_kwargs={"processing_class": processing_class}, **map_kwargs)
 
     # -- reference data ------------------------------------------------------
@@ -532,7 +532,8 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         metrics["entropy"].append((entropy_sum / total_tokens).item() if total_tokens > 0 else 0.0)
 
         if mode == "train":
-            self._total_train_tokens += acc.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            n_tokens = acc.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += n_tokens // compat.tp_size(self)
         metrics["num_tokens"] = [self._total_train_tokens]
 
         chosen_logits, rejected_logits = shift_logits.detach().chunk(2, dim=0)

@@ -32,6 +32,12 @@ The default 48 prompts are 3 plain batches, too few for the token budget to
 form fewer batches than plain batching does; ``--prompts 192 --sets mixed``
 shows what it gains on a longer run (a real one has thousands of rows).
 
+``--smollm2 DIR`` (a folder made by ``axolotl-mipo make-smollm2``; ``auto``: convert into a
+temporary folder) adds SmolLM2-135M-Instruct, a real 30-layer model, on prompts of the persona set
+(:mod:`axolotl_mipo.evaluation.personas`: a persona system message and an everyday question) with its
+real end of turn (``<|im_end|>``: answers end at their own lengths) and without it (every row runs
+to ``max_new_tokens``). ``--models smollm2`` measures it alone.
+
 With ``--vllm`` on a GPU machine it also times raw ``vllm.LLM.generate`` and the
 ``vllm`` backend on the same prompts (target >= 0.9x raw vLLM) and hf against vllm.
 """
@@ -172,6 +178,41 @@ def vllm_compare(path, tok, prompts, max_new, rounds, hf_model):
     return tps
 
 
+def persona_prompts(tok, n: int, seed: int) -> list[str]:
+    """Chat prompts of the persona set: one persona (system message) and one everyday question each."""
+    from axolotl_mipo.data.prompts import build_messages
+    from axolotl_mipo.evaluation.personas import make_personas
+
+    rows = make_personas(n, 1, seed)
+    return [tok.apply_chat_template(build_messages([("user", r["query"])], r["context"]), tokenize=False,
+                                    add_generation_prompt=True) for r in rows]
+
+
+def smollm2_rows(path: str, n: int, max_new: int, rounds: int, device: str) -> list:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if path == "auto":
+        from axolotl_mipo.smollm2 import make_smollm2
+
+        path = str(make_smollm2(os.path.join(tempfile.mkdtemp(), "smollm2"), log=lambda *_: None))
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+    prompts = persona_prompts(tok, n, seed=1)
+    label = "SmolLM2-135M (30 layers)"
+    rows = []
+    for shape, eos in (("personas, real EOS", [tok.convert_tokens_to_ids("<|im_end|>")]),
+                       ("personas, no EOS", [-1])):
+        STOP["eos"] = eos
+        mean_len: dict = {}
+        tps = bench(model, tok, prompts, max_new, rounds, {"plain": run_plain, "hf": run_hf}, mean_len)
+        rows.append((label, shape, tps))
+        print(f"{label:34s} {shape:24s} " + ", ".join(f"{m} {v:.1f} tok/s" for m, v in tps.items())
+              + f"; hf/plain {tps['hf'] / tps['plain']:.2f}x; mean response {mean_len['plain']:.1f} / "
+              f"{mean_len['hf']:.1f} tokens (plain / hf)", flush=True)
+    STOP["eos"] = [-1]
+    return rows
+
+
 def bench(model, tok, prompts, max_new, rounds, methods, lengths_out: dict | None = None):
     times = {m: [] for m in methods}
     tokens = {}
@@ -195,7 +236,13 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--prompts", type=int, default=None, help="prompts per set (default 48; 16 with --quick)")
     ap.add_argument("--sets", default="equal,mixed,eos", help="comma-separated prompt sets: equal, mixed, eos")
+    ap.add_argument("--smollm2", default=None, metavar="DIR",
+                    help="also measure SmolLM2-135M-Instruct from this make-smollm2 folder ('auto': convert now)")
+    ap.add_argument("--models", default="tiny,cpu,smollm2", help="comma-separated: tiny, cpu, smollm2")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per measurement (default 3; 1 with --quick)")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="default 32; 16 with --quick")
     args = ap.parse_args()
+    picked = {m.strip() for m in args.models.split(",")}
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -208,12 +255,14 @@ def main() -> None:
     sets = {s.strip() for s in args.sets.split(",")}
     if not sets <= {"equal", "mixed", "eos"}:
         ap.error(f"--sets takes equal, mixed and eos; got {args.sets!r}")
-    rounds = 1 if args.quick else 3
-    max_new = 16 if args.quick else 32
+    rounds = args.rounds or (1 if args.quick else 3)
+    max_new = args.max_new_tokens or (16 if args.quick else 32)
     rows, vllm_rows = [], []
     print(f"{n} prompts per set, {max_new} new tokens each, median of {rounds} rounds, device {args.device}")
     with tempfile.TemporaryDirectory() as d:
         for label, spec in models.items():
+            if label.split()[0].replace("cpu-sized", "cpu") not in picked:
+                continue
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             path = build_tiny_model(os.path.join(d, label.split()[0]), spec)
@@ -250,8 +299,13 @@ def main() -> None:
                     print(f"{label:34s} {'mixed lengths, vLLM':24s} "
                           + ", ".join(f"{m} {v:.0f} tok/s" for m, v in tps.items()), flush=True)
             del model
+    if args.smollm2 and "smollm2" in picked:
+        rows += smollm2_rows(args.smollm2, n, max_new, rounds, args.device)
     print("\ntargets: hf/plain >= 1.0x on equal lengths, >= 1.3x on mixed lengths")
     for label, shape, tps in rows:
+        if "personas" in shape:  # no target set for the real model: reported as measured
+            print(f"  {label:34s} {shape:24s} hf/plain {tps['hf'] / tps['plain']:.2f}x  (measured, no target)")
+            continue
         target = 1.0 if "equal" in shape else 1.3
         r = tps["hf"] / tps["plain"]
         print(f"  {label:34s} {shape:24s} hf/plain {r:.2f}x  {'OK' if r >= target else 'MISSED'} (target {target}x)")

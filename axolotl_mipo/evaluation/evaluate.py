@@ -467,6 +467,7 @@ def evaluate_model(
         notes.append(f"K={[k for k in ks if k > n_ctx]} skipped: only {n_ctx} distinct contexts in the rows")
     accuracy: dict[int, float] = {}
     ident: dict[str, Any] = {}
+    identified: dict[int, list[bool]] = {}  # per row, for intervals over rows (e.g. a bootstrap)
     if usable:
         cands, truth, cols = _nested_candidates(contexts, usable, seed)
         scores = _score_candidates(model, tokenizer, examples, responses, cands, fmt, batch_size, progress,
@@ -475,6 +476,7 @@ def evaluate_model(
             accuracy[k] = res.accuracy
             figures[f"accuracy_frac@K{k}"] = res.accuracy_fractional
             ident[f"K{k}"] = {kk: v for kk, v in res.to_dict().items() if kk != "identified"}
+            identified[k] = list(res.identified)
         if has_refs and identify_references:
             rscores = _score_candidates(model, tokenizer, examples, refs, cands, fmt, batch_size, progress,
                                         "mipo eval: context identification (references)")
@@ -488,7 +490,8 @@ def evaluate_model(
     figures["empty_share"] = sum(not r.strip() for r in responses) / len(responses)
     figures["truncated_share"] = truncated / len(responses)
 
-    extra: dict[str, Any] = {"identification": ident, "n_rows": len(examples), "n_contexts": n_ctx,
+    extra: dict[str, Any] = {"identification": ident, "identified_per_row": identified,
+                             "n_rows": len(examples), "n_contexts": n_ctx,
                              "generation": {"max_new_tokens": max_new_tokens, "temperature": temperature,
                                             "top_p": top_p, "top_k": top_k, "seed": seed}}
     if ref_mi is not None:

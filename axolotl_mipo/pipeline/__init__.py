@@ -65,12 +65,21 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
             cache = GenerationCache(cache_root(cfg, mipo_cfg), backend.cache_key_parts())
             rows_in, report = examples, None
             if mipo_cfg.context_builder == "preference_summary":
-                rows_in, report = summarize_contexts(
-                    examples, backend, cache_root(cfg, mipo_cfg), tokenizer,
-                    max_new_tokens=mipo_cfg.summary.max_new_tokens, max_words=mipo_cfg.summary.max_words,
-                    template=mipo_cfg.summary.template or DEFAULT_TEMPLATE, max_prompt_tokens=max_prompt_tokens,
-                    progress=progress and (sharded or rank == 0), gen_kwargs=gen_kwargs,
-                )
+                writer = backend
+                if mipo_cfg.summary.summarizer:  # its own model, closed before the responses are generated
+                    from axolotl_mipo.generation.summarizer import summarizer_backend
+
+                    writer = summarizer_backend(cfg, mipo_cfg, tokenizer)
+                try:
+                    rows_in, report = summarize_contexts(
+                        examples, writer, cache_root(cfg, mipo_cfg), tokenizer,
+                        max_new_tokens=mipo_cfg.summary.max_new_tokens, max_words=mipo_cfg.summary.max_words,
+                        template=mipo_cfg.summary.template or DEFAULT_TEMPLATE, max_prompt_tokens=max_prompt_tokens,
+                        progress=progress and (sharded or rank == 0), gen_kwargs=gen_kwargs,
+                    )
+                finally:
+                    if writer is not backend:
+                        writer.close()
             built = build_preference_rows(
                 rows_in, strategy, backend, cache, tokenizer,
                 fmt=fmt,

@@ -1,0 +1,98 @@
+"""The ``popi:`` block: training a preference summarizer with Axolotl's GRPO (``axolotl_mipo.POPIPlugin``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from axolotl_mipo.args import MIPODatasetConfig, _Strict
+
+REWARD_FUNC = "axolotl_mipo.popi.reward.popi_reward"
+
+
+class POPIConfig(_Strict):
+    """Every option of the summarizer's training. See the README, POPI trained summarizer."""
+
+    datasets: list[MIPODatasetConfig] = Field(
+        min_length=1, description="inputs with a user history and the user's own pair per row (alignx, prism, "
+        "community_alignment)",
+    )
+    on_bad_row: Literal["raise", "skip"] = Field(
+        default="raise", description="a row without history or pair: raise (naming it) or skip (counted)"
+    )
+    dedupe_rows: bool = True
+    seed: int = 42
+    template: str | None = Field(
+        default=None, description="the summary prompt, with {history} and optionally {max_words}; default: "
+        "preference_summary's (axolotl_mipo.pipeline.summary.DEFAULT_TEMPLATE). Use the same as mipo.summary.template",
+    )
+    max_words: int = Field(default=60, ge=1, description="the length the prompt asks for ({max_words})")
+    max_prompt_tokens: int | None = Field(
+        default=None, ge=1, description="histories are cut (most recent part kept) so the prompt fits this "
+        "(default: sequence_len minus trl.max_completion_length)",
+    )
+    context_placement: Literal["system", "user_prefix"] = Field(
+        default="system", description="how the generator sees the summary: as mipo.context_placement"
+    )
+    context_template: str = Field(default="{context}", description="as mipo.context_template")
+    user_prefix_template: str = Field(default="{context}\n\n{query}", description="as mipo.user_prefix_template")
+    beta: float = Field(default=0.01, gt=0.0, description="beta of the reward's -log sigmoid(beta * delta) / beta")
+    length_penalty: float = Field(default=0.0, ge=0.0, description="reward minus this per summary token")
+    generator: str | None = Field(default=None, description="the frozen generator/reference (default: base_model)")
+    generator_adapter: str | None = Field(default=None, description="a PEFT adapter merged into the generator")
+    generator_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="auto: bfloat16 on a GPU that supports it, else float32"
+    )
+    batch_size: int = Field(default=8, ge=1, description="sequences per forward pass of the generator")
+
+    @field_validator("template")
+    @classmethod
+    def _has_history(cls, v: str | None) -> str | None:
+        if v is not None and "{history}" not in v:
+            raise ValueError("popi.template must contain '{history}'")
+        return v
+
+    @field_validator("context_template")
+    @classmethod
+    def _has_context(cls, v: str) -> str:
+        if "{context}" not in v:
+            raise ValueError("popi.context_template must contain '{context}'")
+        return v
+
+    @field_validator("user_prefix_template")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if "{context}" not in v or "{query}" not in v:
+            raise ValueError("popi.user_prefix_template must contain both '{context}' and '{query}'")
+        return v
+
+
+class POPIArgs(BaseModel):
+    """Merged into Axolotl's config schema (see ``POPIPlugin.get_input_args``)."""
+
+    popi: POPIConfig | None = None
+
+
+def validate_popi_block(raw) -> POPIConfig:
+    """The ``popi:`` block, with pydantic's errors turned into one line per bad key."""
+    import difflib
+
+    from pydantic import ValidationError
+
+    from axolotl_mipo.args import _known_fields
+    from axolotl_mipo.errors import MIPOConfigError
+
+    try:
+        return POPIConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            loc = e["loc"]
+            where = "popi" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(loc[-1]), _known_fields(POPIConfig, loc), n=1)
+                msg = "unknown option" + (f"; did you mean {close[0]!r}?" if close else "")
+            lines.append(f"{where}: {msg}")
+        raise MIPOConfigError("invalid 'popi:' block:\n  " + "\n  ".join(lines)) from None
