@@ -4,10 +4,11 @@
 # `axolotl train`, then evaluate base vs adapter on 8 held-out users (16 rows) and print the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/stack.sh  # MIPO_STACK=0.19 (default, .venv) or 0.21 (.venv312)
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 export AXOLOTL_DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # `axolotl train` re-launches itself through `accelerate`, which must be on PATH
-export PATH="$PWD/.venv/bin:$PATH"
+export PATH="$PWD/$VENV/bin:$PATH"
 CFG=example_configs/mipo-smollm2-cpu.yml
 axolotl-mipo make-smollm2 ./smollm2-model
 axolotl train "$CFG"
