@@ -80,31 +80,6 @@ def load_plan(path: Path, mode: str = "full") -> dict:
     return plan
 
 
-def check_out(out: Path, plan: dict) -> None:
-    """Refuse to mix results of two plans in one folder (resuming needs the same plan)."""
-    rec = out / "plan.json"
-    if rec.exists():
-        if json.loads(rec.read_text()) != json.loads(json.dumps(plan)):
-            raise SystemExit(f"{out} holds results of a different plan ({rec}); use another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        rec.write_text(json.dumps(plan, indent=1))
-
-
-def stage(path: Path, fn) -> dict:
-    """Run ``fn`` unless its JSON exists (resumable); the JSON is written atomically, with its cost."""
-    if path.exists():
-        log(f"reusing {path}")
-        return json.loads(path.read_text())
-    t, c = time.time(), P0._cpu()
-    result = fn()
-    result["wall_s"], result["cpu_s"] = time.time() - t, P0._cpu() - c
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, default=str))
-    tmp.replace(path)
-    return result
-
-
 # ------------------------------------------------------------------ per seed
 
 
@@ -218,10 +193,10 @@ def run_seed(out: Path, plan: dict, seed: int, threads: int) -> None:
     S.write_jsonl(train, d / "train.jsonl")
     S.write_jsonl(heldout, d / "heldout.jsonl")
     log(f"seed {seed}: {len(train)} training rows, {len(heldout)} held-out rows")
-    base_res = stage(d / "base.json", lambda: base_stage(d, train, heldout, plan, seed, threads))
+    base_res = P0.stage(d / "base.json", lambda: base_stage(d, train, heldout, plan, seed, threads))
     for arm in plan["arms"]:
         slug = arm.replace("/", "-")
-        res = stage(d / f"arm-{slug}.json",
+        res = P0.stage(d / f"arm-{slug}.json",
                     lambda arm=arm, slug=slug: arm_stage(d / slug, d, heldout, plan, arm, seed, base_res, threads))
         f, b = res["figures"], base_res["figures"]
         log(f"seed {seed} {arm}: MI {f.get('mi_mean', float('nan')):.3f} (base {b.get('mi_mean', float('nan')):.3f})")
@@ -453,7 +428,7 @@ def main(argv=None) -> int:
     if a.worker is not None:
         run_seed(out, plan, a.worker, int(os.environ.get("GRID_THREADS", "1")))
         return 0
-    check_out(out, plan)
+    P0.check_out(out, plan)
     start, cpu0 = time.time(), P0._cpu()
     todo = [s for s in plan["seeds"] if not (out / f"seed{s}" / "done").exists()]
     jobs = max(1, min(a.jobs or (os.cpu_count() or 1), len(todo) or 1))

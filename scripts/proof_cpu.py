@@ -280,6 +280,33 @@ def _cpu() -> float:
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
+def check_out(out: Path, plan: dict) -> None:
+    """Refuse to mix results of two plans in one folder (resuming needs the same plan)."""
+    rec = out / "plan.json"
+    if rec.exists():
+        if json.loads(rec.read_text()) != json.loads(json.dumps(plan)):
+            raise SystemExit(f"{out} holds results of a different plan ({rec}); use another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        rec.write_text(json.dumps(plan, indent=1))
+
+
+def stage(path: Path, fn) -> dict:
+    """Run ``fn`` unless its JSON exists (resumable); the JSON is written atomically, with its cost.
+
+    Shared by ``grid_cpu.py`` and ``proof_smollm2.py``, whose stages are resumable."""
+    if path.exists():
+        log(f"reusing {path}")
+        return json.loads(path.read_text())
+    t, c = time.time(), _cpu()
+    result = fn()
+    result["wall_s"], result["cpu_s"] = time.time() - t, _cpu() - c
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str))
+    tmp.replace(path)
+    return result
+
+
 def read_pairs(out: Path, tok, train_rows, strategy: str, seed: int) -> list[dict]:
     """The training pairs MIPO built, rebuilt from its generation cache with the same strategy and seed.
 

@@ -59,32 +59,6 @@ def load_plan(path: Path, quick: bool) -> dict:
     return plan
 
 
-def _check_out(out: Path, plan: dict) -> None:
-    """Refuse to mix results of two plans in one folder (resuming needs the same plan)."""
-    rec = out / "plan.json"
-    if rec.exists():
-        old = json.loads(rec.read_text())
-        if old != plan:
-            raise SystemExit(f"{out} holds results of a different plan ({rec}); use another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        rec.write_text(json.dumps(plan, indent=1))
-
-
-def _stage(path: Path, fn):
-    """Run ``fn`` unless its JSON exists (resumable); the JSON is written atomically."""
-    if path.exists():
-        log(f"reusing {path}")
-        return json.loads(path.read_text())
-    t, c = time.time(), P0._cpu()
-    result = fn()
-    result["wall_s"], result["cpu_s"] = time.time() - t, P0._cpu() - c
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, default=str))
-    tmp.replace(path)
-    return result
-
-
 # ------------------------------------------------------------------ per seed
 
 
@@ -223,10 +197,10 @@ def run_seed(out: Path, base: Path, plan: dict, seed: int, threads: int) -> dict
     Pe.write_jsonl(heldout, d / "heldout.jsonl")
     tok = AutoTokenizer.from_pretrained(base)
     log(f"seed {seed}: {len(train)} training rows, {len(heldout)} held-out rows; base evaluation")
-    base_res = _stage(d / "base.json", lambda: base_stage(d, base, heldout, plan, seed, tok))
+    base_res = P0.stage(d / "base.json", lambda: base_stage(d, base, heldout, plan, seed, tok))
     arms = {}
     for arm in plan["arms"]:
-        arms[arm["name"]] = _stage(d / f"{arm['name']}.json", lambda arm=arm: arm_stage(
+        arms[arm["name"]] = P0.stage(d / f"{arm['name']}.json", lambda arm=arm: arm_stage(
             d / arm["name"], base, d / "train.jsonl", heldout, plan, arm, seed, tok, base_res, threads))
         a, b = arms[arm["name"]]["per_row"], base_res["per_row"]
         mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
@@ -366,7 +340,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     plan = load_plan(Path(a.plan), a.quick)
     out = Path(a.out).resolve()
-    _check_out(out, plan)
+    P0.check_out(out, plan)
     base = make_smollm2(Path(a.model).resolve())
     start, cpu0 = time.time(), P0._cpu()
     results = {s: run_seed(out, base, plan, s, a.threads) for s in plan["seeds"]}

@@ -40,10 +40,10 @@ def test_plan_errors_and_the_resume_guard(tmp_path):
     bad.write_text(text)
     with pytest.raises(SystemExit, match="drop_context/kto"):
         G.load_plan(bad, "quick")
-    G.check_out(tmp_path / "o", G.load_plan(PLAN, "smoke"))
-    G.check_out(tmp_path / "o", G.load_plan(PLAN, "smoke"))
+    G.P0.check_out(tmp_path / "o", G.load_plan(PLAN, "smoke"))
+    G.P0.check_out(tmp_path / "o", G.load_plan(PLAN, "smoke"))
     with pytest.raises(SystemExit, match="different plan"):
-        G.check_out(tmp_path / "o", G.load_plan(PLAN, "quick"))
+        G.P0.check_out(tmp_path / "o", G.load_plan(PLAN, "quick"))
 
 
 def _fake_results(plan, effect):

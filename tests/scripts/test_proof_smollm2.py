@@ -44,6 +44,6 @@ def test_quick_plan_is_one_seed_one_arm(tmp_path):
     assert len(full["seeds"]) >= 3 and {a["strategy"] for a in full["arms"]} == {
         "drop_context", "swap_context", "nearest_context"}
     assert full["personas"]["heldout_users"] * full["personas"]["queries_per_user"] * len(full["seeds"]) >= 128
-    PS._check_out(tmp_path, plan)
+    PS.P0.check_out(tmp_path, plan)
     with pytest.raises(SystemExit, match="different plan"):
-        PS._check_out(tmp_path, full)
+        PS.P0.check_out(tmp_path, full)
