@@ -15,7 +15,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from axolotl_mipo.data.example import Example
 from axolotl_mipo.errors import MIPOConfigError, MIPOError, MIPOStrategyError
 from axolotl_mipo.pairing import (
     GenRequest,
@@ -25,6 +24,7 @@ from axolotl_mipo.pairing import (
     get_strategy,
 )
 from axolotl_mipo.testing.pairing_checks import check_strategy_invariants, examples_strategy, fake_responses
+from tests.pairing.helpers import FACTORIES, grouped_rows
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "mipo-strategy-example"
@@ -50,31 +50,12 @@ def test_template_strategy_resolves_by_module_object_path(monkeypatch):
     monkeypatch.syspath_prepend(str(TEMPLATE / "src"))
     monkeypatch.delitem(sys.modules, "mipo_strategy_template", raising=False)
     strategy = get_strategy("mipo_strategy_template:MyStrategy")
-    pairs = check_strategy_invariants(strategy, _rows(6), 0)
+    pairs = check_strategy_invariants(strategy, grouped_rows(6), 0)
     assert len(pairs) == 6
 
 
 # -- invariants of every built-in (and the example) -------------------------------------------------
 
-def _rows(n: int, *, contexts: int = 3, queries: int | None = None) -> list[Example]:
-    queries = queries or n
-    return [Example(index=10 + 2 * i, messages=(("user", f"question {i % queries}"),),
-                    context=f"user {i % contexts} likes topic {i % contexts} and short answers", source="d")
-            for i in range(n)]
-
-
-FACTORIES = {
-    "drop_context": lambda: get_strategy("drop_context"),
-    "swap_context": lambda: get_strategy("swap_context"),
-    "mismatched_prompt": lambda: get_strategy("mismatched_prompt"),
-    "nearest_context": lambda: get_strategy("nearest_context", embedder="tfidf"),
-    "nearest_context_top3": lambda: get_strategy("nearest_context", embedder="tfidf", top_k=3),
-    "nearest_context_blocked": lambda: get_strategy("nearest_context", embedder="tfidf", exact_max=0, block_size=16),
-    "mixture": lambda: build_strategy([{"name": "drop_context", "weight": 0.6},
-                                       {"name": "nearest_context", "weight": 0.4, "kwargs": {"embedder": "tfidf"}}]),
-    "mixture_swap": lambda: get_strategy("mixture", components=[{"name": "swap_context", "weight": 1},
-                                                                {"name": "drop_context", "weight": 2}]),
-}
 
 
 def _context_mode(name: str) -> str:

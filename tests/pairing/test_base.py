@@ -17,27 +17,7 @@ from axolotl_mipo.pairing import (
 from axolotl_mipo.pipeline.builder import build_preference_rows
 from axolotl_mipo.testing.fake_backend import FakeBackend
 from axolotl_mipo.testing.pairing_checks import check_strategy_invariants
-
-
-def _rows(n: int, *, contexts: int = 3, queries: int | None = None) -> list[Example]:
-    queries = queries or n
-    return [Example(index=10 + 2 * i, messages=(("user", f"question {i % queries}"),),
-                    context=f"user {i % contexts} likes topic {i % contexts} and short answers", source="d")
-            for i in range(n)]
-
-
-FACTORIES = {
-    "drop_context": lambda: get_strategy("drop_context"),
-    "swap_context": lambda: get_strategy("swap_context"),
-    "mismatched_prompt": lambda: get_strategy("mismatched_prompt"),
-    "nearest_context": lambda: get_strategy("nearest_context", embedder="tfidf"),
-    "nearest_context_top3": lambda: get_strategy("nearest_context", embedder="tfidf", top_k=3),
-    "nearest_context_blocked": lambda: get_strategy("nearest_context", embedder="tfidf", exact_max=0, block_size=16),
-    "mixture": lambda: build_strategy([{"name": "drop_context", "weight": 0.6},
-                                       {"name": "nearest_context", "weight": 0.4, "kwargs": {"embedder": "tfidf"}}]),
-    "mixture_swap": lambda: get_strategy("mixture", components=[{"name": "swap_context", "weight": 1},
-                                                                {"name": "drop_context", "weight": 2}]),
-}
+from tests.pairing.helpers import FACTORIES, grouped_rows
 
 
 @pytest.fixture()
@@ -59,7 +39,7 @@ class _NeedsReference(PairingStrategy):
 
 
 def _no_context_in_row_2(n=6):
-    rows = _rows(n)
+    rows = grouped_rows(n)
     rows[2] = Example(index=rows[2].index, messages=rows[2].messages, context=None, source="d")
     return rows
 
@@ -72,13 +52,13 @@ REFUSALS = [
     ("drop_context", _no_context_in_row_2, MIPODataError, "row 14.*context"),
     ("swap_context", _no_context_in_row_2, MIPODataError, "row 14.*context"),
     ("nearest_context", _no_context_in_row_2, MIPODataError, "row 14.*context"),
-    ("nearest_context", lambda: _rows(6, contexts=1), MIPOStrategyError, "2 distinct user contexts"),
+    ("nearest_context", lambda: grouped_rows(6, contexts=1), MIPOStrategyError, "2 distinct user contexts"),
     ("mismatched_prompt", _one_prompt, MIPOStrategyError, "distinct prompts"),
-    ("needs_reference", lambda: _rows(4), MIPODataError, "row 10.*'reference'"),
+    ("needs_reference", lambda: grouped_rows(4), MIPODataError, "row 10.*'reference'"),
     # every row of a mixture must carry every component's fields
     ("mixture", _no_context_in_row_2, MIPODataError, "row 14.*context"),
     # a component whose share of the rows cannot be paired is refused in requests(), still before generation
-    ("mixture_tiny_share", lambda: _rows(12, contexts=6), MIPOStrategyError, "mixture component 'swap_context'"),
+    ("mixture_tiny_share", lambda: grouped_rows(12, contexts=6), MIPOStrategyError, "mixture component 'swap_context'"),
     ("shuffled_query", _no_context_in_row_2, MIPODataError, "row 14.*context"),
 ]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from axolotl_mipo.data.example import Example
 from axolotl_mipo.pairing import (
     GenRequest,
     Pair,
@@ -13,15 +12,9 @@ from axolotl_mipo.pairing import (
 from axolotl_mipo.testing.pairing_checks import (
     check_strategy_invariants,
 )
+from tests.pairing.helpers import rows
 
 pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
-
-
-def rows(n: int, *, contexts=None, queries=None) -> list[Example]:
-    contexts = contexts if contexts is not None else [f"user {i % 7}" for i in range(n)]
-    queries = queries if queries is not None else [f"query {i}" for i in range(n)]
-    return [Example(index=100 + i, messages=(("user", queries[i]),), context=contexts[i], source="t")
-            for i in range(n)]
 
 
 class _Echo(PairingStrategy):
