@@ -107,7 +107,8 @@ def per_row(res, heldout) -> dict[str, list]:
 
 def evaluate(model, tok, heldout, plan, seed, reference_scores=None):
     from axolotl_mipo.evaluation import synthetic_unique as U
-    from axolotl_mipo.evaluation.evaluate import evaluate_model, synthetic_checker
+    from axolotl_mipo.evaluation.evaluate import evaluate_model
+    from axolotl_mipo.evaluation.synthetic import synthetic_checker
 
     ev = plan["evaluation"]
     return evaluate_model(model, tok, U.to_examples(heldout), k_values=ev["k"], max_new_tokens=ev["max_new_tokens"],
