@@ -24,7 +24,7 @@ from axolotl_mipo.pairing import (
     get_strategy,
 )
 from axolotl_mipo.testing.pairing_checks import check_strategy_invariants, examples_strategy, fake_responses
-from tests.pairing.helpers import FACTORIES, grouped_rows
+from axolotl_mipo.testing.pairing_rows import FACTORIES, grouped_rows
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "mipo-strategy-example"

@@ -17,7 +17,7 @@ from axolotl_mipo.pairing import (
 from axolotl_mipo.pipeline.builder import build_preference_rows
 from axolotl_mipo.testing.fake_backend import FakeBackend
 from axolotl_mipo.testing.pairing_checks import check_strategy_invariants
-from tests.pairing.helpers import FACTORIES, grouped_rows
+from axolotl_mipo.testing.pairing_rows import FACTORIES, grouped_rows
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ from axolotl_mipo.pairing import (
 from axolotl_mipo.testing.pairing_checks import (
     check_strategy_invariants,
 )
-from tests.pairing.helpers import rows
+from axolotl_mipo.testing.pairing_rows import rows
 
 pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
 

@@ -1,4 +1,5 @@
-"""Rows and strategy factories shared by the pairing tests and the strategy-ecosystem tests."""
+"""Example rows and one factory per built-in strategy, shared by the pairing tests and the strategy-ecosystem tests
+(part of the package, so that the end-to-end tests run against an installed wheel can import them too)."""
 
 from __future__ import annotations
 
