@@ -52,8 +52,13 @@ TRAINER_CLS = "axolotl_mipo.trainer.MIPODPOTrainer"
 
 
 def _listed(cfg) -> bool:
-    """Whether the config's ``plugins:`` names this plugin (under any spelling of its path)."""
-    return any(str(name).replace(":", ".").split(".")[0] == "axolotl_mipo" for name in cfg.get("plugins") or [])
+    """Whether the config's ``plugins:`` names this plugin (under any spelling of its path; the package's other
+    plugin, ``axolotl_mipo.POPIPlugin``, does not count)."""
+    for name in cfg.get("plugins") or []:
+        parts = str(name).replace(":", ".").split(".")
+        if parts[0] == "axolotl_mipo" and parts[-1] == "MIPOPlugin":
+            return True
+    return False
 
 
 class MIPOPlugin(BasePlugin):

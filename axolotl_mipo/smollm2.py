@@ -147,6 +147,15 @@ def make_smollm2(out_dir: str | Path, *, force: bool = False, check: bool = True
     except Exception as e:  # noqa: BLE001 - any loader failure gets the same actionable message
         raise SmolLM2Error(f"transformers could not load {gguf_path}: {type(e).__name__}: {e}. "
                            f"Check the install with: {INSTALL}") from e
+    if getattr(model, "hf_quantizer", None) is not None or getattr(model.config, "quantization_config", None):
+        # transformers 5.20 (axolotl 0.21) marks a GGUF-loaded model as GGUF-quantized and refuses to save it,
+        # although its weights are already float32: copy them into a plain model of the same config
+        state, generation_config = model.state_dict(), model.generation_config
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model = AutoModelForCausalLM.from_config(model.config, dtype=torch.float32)
+        model.load_state_dict(state)
+        model.generation_config = generation_config
     tok.chat_template = CHATML_TEMPLATE
     # byte-level BPE: the WordPiece clean-up would strip spaces before punctuation in decoded replies
     tok.clean_up_tokenization_spaces = False
