@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from axolotl_mipo.data.example import Example
-from axolotl_mipo.pairing import build_strategy, get_strategy
+from axolotl_mipo.pairing import GenRequest, Pair, PairingStrategy, build_strategy, get_strategy
 
 
 def rows(n: int, *, contexts=None, queries=None) -> list[Example]:
@@ -33,3 +33,20 @@ FACTORIES = {
     "mixture_swap": lambda: get_strategy("mixture", components=[{"name": "swap_context", "weight": 1},
                                                                 {"name": "drop_context", "weight": 2}]),
 }
+
+
+class EchoStrategy(PairingStrategy):
+    """A minimal valid strategy for the registry and invariant-check tests."""
+
+    name = "echo_test"
+    needs_context = False
+    generations_per_row = 2
+
+    def __init__(self, flip: bool = False):
+        self.flip = flip
+
+    def requests(self, examples, seed):
+        return [r for i in range(len(examples)) for r in (GenRequest(i, None), GenRequest(i, "x"))]
+
+    def pair(self, examples, responses, seed):
+        return [Pair(i, None, GenRequest(i, None), GenRequest(i, "x")) for i in range(len(examples))]

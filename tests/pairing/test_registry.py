@@ -11,8 +11,6 @@ import pytest
 
 from axolotl_mipo.errors import MIPOStrategyError
 from axolotl_mipo.pairing import (
-    GenRequest,
-    Pair,
     PairingStrategy,
     available_strategies,
     get_strategy,
@@ -23,7 +21,7 @@ from axolotl_mipo.pairing.strategies import DropContext, MismatchedPrompt
 from axolotl_mipo.testing.pairing_checks import (
     check_strategy_invariants,
 )
-from axolotl_mipo.testing.pairing_rows import rows
+from axolotl_mipo.testing.pairing_rows import EchoStrategy, rows
 
 pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
 
@@ -34,21 +32,6 @@ def clean_registry(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [])
 
 
-class _Echo(PairingStrategy):
-    """A minimal valid strategy for the registry tests."""
-
-    name = "echo_test"
-    needs_context = False
-    generations_per_row = 2
-
-    def __init__(self, flip: bool = False):
-        self.flip = flip
-
-    def requests(self, examples, seed):
-        return [r for i in range(len(examples)) for r in (GenRequest(i, None), GenRequest(i, "x"))]
-
-    def pair(self, examples, responses, seed):
-        return [Pair(i, None, GenRequest(i, None), GenRequest(i, "x")) for i in range(len(examples))]
 
 
 class _FakeEntryPoint:
@@ -84,19 +67,19 @@ def test_unknown_name_lists_available_and_imports_nothing(clean_registry, monkey
 
 
 def test_register_refuses_duplicates_and_bad_classes(clean_registry):
-    register_strategy(_Echo)
-    register_strategy(_Echo)  # the same class again is harmless (e.g. a re-imported module)
+    register_strategy(EchoStrategy)
+    register_strategy(EchoStrategy)  # the same class again is harmless (e.g. a re-imported module)
 
-    class Other(_Echo):
+    class Other(EchoStrategy):
         name = "echo_test"
 
     with pytest.raises(MIPOStrategyError, match="already taken"):
         register_strategy(Other)
 
-    class Nameless(_Echo):
+    class Nameless(EchoStrategy):
         name = ""
 
-    class Colon(_Echo):
+    class Colon(EchoStrategy):
         name = "a:b"
 
     for cls in (Nameless, Colon):
@@ -112,7 +95,7 @@ def test_register_refuses_duplicates_and_bad_classes(clean_registry):
 
 
 def test_entry_point_is_loaded_only_when_its_name_matches(clean_registry, monkeypatch):
-    wanted = _FakeEntryPoint("echo_ep", _Echo)
+    wanted = _FakeEntryPoint("echo_ep", EchoStrategy)
     broken = _FakeEntryPoint("other_ep", RuntimeError("must not be loaded"))
     foreign = _FakeEntryPoint("echo_ep", RuntimeError("other group"), group="something.else")
     calls = []
@@ -125,7 +108,7 @@ def test_entry_point_is_loaded_only_when_its_name_matches(clean_registry, monkey
     assert "echo_ep" in available_strategies() and "other_ep" in available_strategies()
     assert not wanted.loaded
     strategy = get_strategy("echo_ep", flip=True)
-    assert isinstance(strategy, _Echo) and strategy.flip and wanted.loaded
+    assert isinstance(strategy, EchoStrategy) and strategy.flip and wanted.loaded
     assert all(kw == {"group": "axolotl_mipo.pairing"} for kw in calls)
     # built-in names win without touching entry points' code
     assert isinstance(get_strategy("drop_context"), DropContext)

@@ -7,34 +7,18 @@ import pytest
 from axolotl_mipo.pairing import (
     GenRequest,
     Pair,
-    PairingStrategy,
 )
 from axolotl_mipo.testing.pairing_checks import (
     check_strategy_invariants,
 )
-from axolotl_mipo.testing.pairing_rows import rows
+from axolotl_mipo.testing.pairing_rows import EchoStrategy, rows
 
 pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
 
 
-class _Echo(PairingStrategy):
-    """A minimal valid strategy for the registry tests."""
-
-    name = "echo_test"
-    needs_context = False
-    generations_per_row = 2
-
-    def __init__(self, flip: bool = False):
-        self.flip = flip
-
-    def requests(self, examples, seed):
-        return [r for i in range(len(examples)) for r in (GenRequest(i, None), GenRequest(i, "x"))]
-
-    def pair(self, examples, responses, seed):
-        return [Pair(i, None, GenRequest(i, None), GenRequest(i, "x")) for i in range(len(examples))]
 
 
-class _Sloppy(_Echo):
+class _Sloppy(EchoStrategy):
     name = "sloppy_test"
 
     def pair(self, examples, responses, seed):
@@ -42,7 +26,7 @@ class _Sloppy(_Echo):
         return [Pair(i, None, GenRequest(i, None), GenRequest(i, None)) for i in range(len(examples))]
 
 
-class _Unseeded(_Echo):
+class _Unseeded(EchoStrategy):
     name = "unseeded_test"
     calls = 0
 
@@ -55,7 +39,7 @@ def test_checks_catch_unlisted_lookups_same_requests_and_nondeterminism():
     with pytest.raises(AssertionError, match="did not list"):
         check_strategy_invariants(_Sloppy(), rows(3), 0)
 
-    class SameRequest(_Echo):
+    class SameRequest(EchoStrategy):
         def pair(self, examples, responses, seed):
             return [Pair(i, None, GenRequest(i, None), GenRequest(i, None)) for i in range(len(examples))]
 
