@@ -110,6 +110,17 @@ class MIPODatasetConfig(_Strict):
     context_role: str = Field(default="system", description="messages format: role of the message that is the context")
     prompt_field: str = "prompt"
     reference_field: str | None = Field(default=None, description="optional reference response, kept for evaluation")
+    chosen_field: str | None = Field(
+        default=None, description="context_query/messages: field holding the user's own preferred response (the "
+        "human pair, for preference accuracy and POPI); set with rejected_field",
+    )
+    rejected_field: str | None = Field(
+        default=None, description="context_query/messages: field holding the user's dispreferred response; set with "
+        "chosen_field",
+    )
+    user_field: str | None = Field(
+        default=None, description="context_query/messages/prompt: field holding a user id (per-user counts, POPI)",
+    )
     max_rows: int | None = Field(default=None, ge=1, description="use only the first N rows")
     # -- dataset presets (format: alignx / lamp / prism / community_alignment); see README, Datasets
     context_parts: list[str] | None = Field(
@@ -179,6 +190,14 @@ class MIPODatasetConfig(_Strict):
                 bad = [p for p in self.context_parts if p not in ALIGNX_PARTS]
                 if bad:
                     refuse("context_parts", f"{bad[0]!r} is not an alignx part; use {', '.join(ALIGNX_PARTS)}")
+        for key in ("chosen_field", "rejected_field", "user_field"):
+            if getattr(self, key) is not None and preset is not None:
+                refuse(key, f"is an option of the generic formats; the {preset} preset reads its own pairs and users")
+        if (self.chosen_field is None) != (self.rejected_field is None):
+            refuse("chosen_field" if self.chosen_field is None else "rejected_field",
+                   "is missing; a human pair needs both chosen_field and rejected_field")
+        if self.chosen_field is not None and self.format == "prompt":
+            refuse("chosen_field", "is an option of context_query and messages; prompt rows have no user context")
         if self.item_order is not None and preset != "lamp":
             refuse("item_order", f"is an option of lamp, not of {preset}")
         if self.outputs_file is not None and preset != "lamp":

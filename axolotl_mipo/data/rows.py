@@ -238,8 +238,33 @@ def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
             raise MIPODataError("must be a string", row=idx, field=ds_cfg.reference_field, source=source)
         ref = clean_text(ref) if ref is not None else None
         reference = ref if ref is not None else reference
-    meta = {"reference": reference} if reference is not None else {}
+    meta: dict[str, Any] = {"reference": reference} if reference is not None else {}
+    if ds_cfg.chosen_field:
+        pair = [_optional_text(row, f, idx=idx, source=source) for f in (ds_cfg.chosen_field, ds_cfg.rejected_field)]
+        if (pair[0] is None) != (pair[1] is None):
+            missing = ds_cfg.chosen_field if pair[0] is None else ds_cfg.rejected_field
+            raise MIPODataError("is missing while the other response of the human pair is there; fill both or "
+                                "leave both empty (a row without a pair)", row=idx, field=missing, source=source)
+        if pair[0] is not None and pair[0].strip() != pair[1].strip():
+            meta["human_chosen"], meta["human_rejected"] = pair
+    if ds_cfg.user_field:
+        uid = row.get(ds_cfg.user_field)
+        if uid is None or isinstance(uid, (dict, list)) or not str(uid).strip():
+            raise MIPODataError("missing or not a plain id; every row needs its user's id when user_field is set",
+                                row=idx, field=ds_cfg.user_field, source=source)
+        meta["user_id"] = str(uid)
     return Example(index=idx, messages=messages, context=context, source=source, meta=meta)
+
+
+def _optional_text(row: dict, field: str, *, idx: int, source: str) -> str | None:
+    """A response field that may be absent or null (rows without a pair); any other non-string is an error."""
+    value = row.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MIPODataError(f"must be a string, got {type(value).__name__}", row=idx, field=field, source=source)
+    value = clean_text(value)
+    return value if value.strip() else None
 
 
 @dataclass

@@ -15,7 +15,8 @@ personalization data (AlignX, LaMP, PRISM) looks different, and this task copies
   obeys all four of the user's preferences) and ``human_rejected`` (a response of a user who differs
   in one or two preferences, so it breaks exactly those), in the shape the dataset presets give
   :class:`~axolotl_mipo.data.example.Example` (``meta["human_chosen"]`` / ``meta["human_rejected"]``),
-  so preference accuracy applies.
+  so preference accuracy applies. Read the written files back with ``chosen_field: human_chosen``,
+  ``rejected_field: human_rejected``, ``user_field: user_id`` and ``reference_field: reference``.
 
 The preferences, their checkers and the reference answers are the first task's
 (:func:`~axolotl_mipo.evaluation.synthetic.check_preferences`,

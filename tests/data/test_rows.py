@@ -165,3 +165,61 @@ def test_duplicates_kept_when_dedupe_is_off(tmp_path):
     p = _write_jsonl(tmp_path / "d.jsonl", [{"context": "c", "query": "q"}] * 3)
     assert len(load_examples([MIPODatasetConfig(path=str(p))], dedupe=False)) == 3
     assert len(load_examples([MIPODatasetConfig(path=str(p))])) == 1
+
+
+def test_human_pair_and_user_from_generic_fields(tmp_path):
+    p = _write_jsonl(tmp_path / "d.jsonl", [
+        {"context": "likes jazz", "query": "q1", "good": "jazz tip", "bad": "rock tip", "uid": 7},
+        {"context": "likes jazz", "query": "q2", "good": None, "bad": None, "uid": 7},  # a row without a pair
+        {"context": "likes jazz", "query": "q3", "good": "same", "bad": "same ", "uid": 7},  # no contrast: no pair
+    ])
+    cfg = MIPODatasetConfig(path=str(p), chosen_field="good", rejected_field="bad", user_field="uid")
+    a, b, c = load_examples([cfg])
+    assert a.human_pair == ("jazz tip", "rock tip") and a.user_id == "7"
+    assert b.human_pair is None and c.human_pair is None and b.user_id == "7"
+
+
+def test_messages_rows_read_the_human_pair_too():
+    cfg = MIPODatasetConfig(path="x", format="messages", chosen_field="c", rejected_field="r")
+    ex = split_row({"messages": [{"role": "system", "content": "ctx"}, {"role": "user", "content": "q"}],
+                    "c": "yes", "r": "no"}, cfg, 0, "x")
+    assert ex.human_pair == ("yes", "no")
+
+
+@pytest.mark.parametrize("row,field,needle", [
+    ({"context": "c", "query": "q", "good": "x"}, "bad", "fill both"),
+    ({"context": "c", "query": "q", "good": "x", "bad": 3}, "bad", "must be a string"),
+    ({"context": "c", "query": "q", "good": "x", "bad": "y", "uid": None}, "uid", "user's id"),
+    ({"context": "c", "query": "q", "good": "x", "bad": "y", "uid": ["a"]}, "uid", "plain id"),
+])
+def test_bad_pair_or_user_fields_name_row_and_field(row, field, needle):
+    cfg = MIPODatasetConfig(path="x", chosen_field="good", rejected_field="bad", user_field="uid")
+    with pytest.raises(MIPODataError, match=needle) as e:
+        split_row(row, cfg, 5, "x")
+    assert e.value.field == field and e.value.row == 5
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"chosen_field": "good"}, "rejected_field: is missing"),
+    ({"rejected_field": "bad"}, "chosen_field: is missing"),
+    ({"format": "alignx", "chosen_field": "a", "rejected_field": "b"}, "reads its own pairs"),
+    ({"format": "prompt", "chosen_field": "a", "rejected_field": "b"}, "no user context"),
+])
+def test_pair_field_config_errors(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        MIPODatasetConfig(path="x", **kwargs)
+
+
+def test_synthetic_unique_heldout_file_reads_back_its_pairs(tmp_path):
+    from axolotl_mipo.evaluation import synthetic as S
+    from axolotl_mipo.evaluation.synthetic_unique import make_unique_task, split_rows, to_examples
+
+    _, held = split_rows(make_unique_task(4, 2, 1, seed=0))
+    path = S.write_jsonl(held, tmp_path / "heldout.jsonl")
+    cfg = MIPODatasetConfig(path=str(path), reference_field="reference", chosen_field="human_chosen",
+                            rejected_field="human_rejected", user_field="user_id")
+    loaded = load_examples([cfg])
+    direct = to_examples(held)
+    assert [ex.human_pair for ex in loaded] == [ex.human_pair for ex in direct]
+    assert all(ex.human_pair for ex in loaded)
+    assert [ex.user_id for ex in loaded] == [ex.user_id for ex in direct]
