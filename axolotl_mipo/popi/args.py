@@ -37,7 +37,8 @@ class POPIConfig(_Strict):
     )
     context_template: str = Field(default="{context}", description="as mipo.context_template")
     user_prefix_template: str = Field(default="{context}\n\n{query}", description="as mipo.user_prefix_template")
-    beta: float = Field(default=0.01, gt=0.0, description="beta of the reward's -log sigmoid(beta * delta) / beta")
+    beta: float = Field(default=0.01, gt=0.0, description="beta of the reward's -log sigmoid(beta * delta) / beta "
+                        "(0.01: loss.beta in github.com/YizhuoChen99/POPI run.sh)")
     length_penalty: float = Field(default=0.0, ge=0.0, description="reward minus this per summary token")
     generator: str | None = Field(default=None, description="the frozen generator/reference (default: base_model)")
     generator_adapter: str | None = Field(default=None, description="a PEFT adapter merged into the generator")

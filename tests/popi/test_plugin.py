@@ -56,3 +56,25 @@ def test_reward_settings_follow_the_config():
                                       "generator_adapter": "/a"})
     s = reward_settings({"base_model": "/m"}, popi, device="cuda:1")
     assert (s.generator, s.adapter, s.beta, s.device, s.fmt.placement) == ("/m", "/a", 0.1, "cuda:1", "user_prefix")
+
+
+def test_gpu_example_config_validates_with_popis_grpo_settings(tmp_path, tiny_model_dir):
+    """example_configs/popi-summarizer.yml passes Axolotl's validation (tiny model, fixture rows, CPU dtypes)."""
+    from axolotl.cli.config import load_cfg
+    from axolotl.integrations.base import PluginManager
+
+    cfg = yaml.safe_load((REPO / "example_configs" / "popi-summarizer.yml").read_text())
+    cfg.update(base_model=str(tiny_model_dir), tokenizer_type="AutoTokenizer", output_dir=str(tmp_path / "out"),
+               dataset_prepared_path=str(tmp_path / "prepared"), bf16=False, optimizer="adamw_torch",
+               gradient_checkpointing=False)
+    cfg["popi"].update(datasets=[{"path": str(FIXTURES / "alignx.jsonl"), "format": "alignx"}],
+                       generator_dtype="float32")
+    path = tmp_path / "popi.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    PluginManager.get_instance().plugins.clear()
+    out = load_cfg(str(path))
+    assert out.rl == "grpo"
+    # POPI's published GRPO settings survive Axolotl's schema
+    assert (out.trl.temperature, out.trl.top_p, out.trl.beta) == (0.6, 1.0, 0.002)
+    assert out.trl.scale_rewards in (False, "none")
+    assert out.popi["beta"] == 0.01
