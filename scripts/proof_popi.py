@@ -354,7 +354,7 @@ def main(argv=None) -> int:
         globals().update(SMOKE)
     a.max_steps = a.max_steps or (2 if a.smoke else GRPO["max_steps"])
     os.environ.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    root = Path(a.out)
+    root = Path(a.out).resolve()  # axolotl train runs in another working directory
     t0 = time.time()
     results = {s: worker(s, root, a.threads, a.max_steps) for s in a.seeds}  # one seed at a time, resumable
     summary = summarize(results)
