@@ -22,7 +22,7 @@ def _fake(seeds, shift):
         base = [0.0, 1.0] * 10
         noisy = [v + 0.01 * ((i + s) % 3 - 1) for i, v in enumerate(base)]
 
-        def ev(add):
+        def ev(add, noisy=noisy):
             return {"per_row": {m: [v + add for v in noisy] for m in PP.MIPO_METRICS}}
 
         res[s] = {"summaries": {"zero_shot": {"per_row": {"reward": base, "accuracy": base}},
