@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from axolotl_mipo.data.example import Example
-from axolotl_mipo.data.rows import _CONTROL, _read_json
+from axolotl_mipo.data.rows import _CONTROL, _read_json, set_human_pair
 from axolotl_mipo.data.rows import _iter_jsonl as _iter_jsonl_numbered
 from axolotl_mipo.errors import MIPODataError
 
@@ -107,12 +107,6 @@ def _scalar(value: Any) -> str | None:
         parts = [s for s in map(_scalar, value) if s is not None]
         return ", ".join(parts) or None
     return str(value)
-
-
-def _human_pair(meta: dict, chosen: str | None, rejected: str | None) -> None:
-    if chosen is not None and rejected is not None and chosen.strip() != rejected.strip():
-        meta["human_chosen"] = chosen
-        meta["human_rejected"] = rejected
 
 
 def _example(idx: int, query: str, context: str, source: str, meta: dict, *, what: str) -> Example:
@@ -337,7 +331,7 @@ def _alignx_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
             lines += [(f"- to \"{_short(p, cut)}\": " if p else "- ")
                       + f"preferred \"{_short(c, cut)}\" over \"{_short(r, cut)}\"" for p, c, r in items]
     meta: dict[str, Any] = {}
-    _human_pair(meta, chosen, rejected)
+    set_human_pair(meta, chosen, rejected)
     # control characters are removed once from the whole rendered context (the same as per item)
     return _example(idx, query, _clean("\n".join(lines)), source, meta, what=f"parts {parts}")
 
@@ -561,7 +555,7 @@ def _prism_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
     meta: dict[str, Any] = {"user_id": str(row["user_id"])}
     pair = _prism_pair(history, ds_cfg.rejected_response or "worst", f"{row.get('conversation_id', idx)}")
     if pair is not None:
-        _human_pair(meta, _clean(pair[0]), _clean(pair[1]))
+        set_human_pair(meta, _clean(pair[0]), _clean(pair[1]))
     return _example(idx, query, context, source, meta, what=f"survey fields {parts} are all empty")
 
 
@@ -669,7 +663,7 @@ def _ca_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
                 pick = rest[0]
             else:
                 pick = random.Random(str(row.get("conversation_id", idx))).choice(rest)
-            _human_pair(meta, chosen, _opt_text(row, f"first_turn_response_{pick}"))
+            set_human_pair(meta, chosen, _opt_text(row, f"first_turn_response_{pick}"))
     return _example(idx, query, "\n".join(lines), source, meta,
                      what="no annotator_* demographics in the row")
 

@@ -245,8 +245,7 @@ def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
             missing = ds_cfg.chosen_field if pair[0] is None else ds_cfg.rejected_field
             raise MIPODataError("is missing while the other response of the human pair is there; fill both or "
                                 "leave both empty (a row without a pair)", row=idx, field=missing, source=source)
-        if pair[0] is not None and pair[0].strip() != pair[1].strip():
-            meta["human_chosen"], meta["human_rejected"] = pair
+        set_human_pair(meta, *pair)
     if ds_cfg.user_field:
         uid = row.get(ds_cfg.user_field)
         if uid is None or isinstance(uid, (dict, list)) or not str(uid).strip():
@@ -254,6 +253,14 @@ def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
                                 row=idx, field=ds_cfg.user_field, source=source)
         meta["user_id"] = str(uid)
     return Example(index=idx, messages=messages, context=context, source=source, meta=meta)
+
+
+def set_human_pair(meta: dict, chosen: str | None, rejected: str | None) -> None:
+    """Keep the user's own pair in ``meta`` when both responses exist and differ (an equal pair ranks nothing);
+    the one rule for the generic formats and the dataset presets."""
+    if chosen is not None and rejected is not None and chosen.strip() != rejected.strip():
+        meta["human_chosen"] = chosen
+        meta["human_rejected"] = rejected
 
 
 def _optional_text(row: dict, field: str, *, idx: int, source: str) -> str | None:
