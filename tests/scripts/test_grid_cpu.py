@@ -2,9 +2,6 @@
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -87,13 +84,10 @@ def test_summary_pairs_rows_applies_holm_and_the_decision_rule():
 
 
 @pytest.mark.e2e
-def test_smoke_run_one_seed_two_arms_resumes_from_its_stages(tmp_path):
+def test_smoke_run_one_seed_two_arms_resumes_from_its_stages(tmp_path, run_script):
     out = tmp_path / "grid"
-    env = dict(os.environ, AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1")
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    cmd = [sys.executable, str(REPO / "scripts" / "grid_cpu.py"), "--plan", str(PLAN), "--out", str(out), "--smoke"]
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    args = ("--plan", str(PLAN), "--out", str(out), "--smoke")
+    run_script("grid_cpu.py", *args)
     doc = json.loads((out / "grid.json").read_text())
     assert set(doc["verdicts"]) == {"drop_context/dpo", "swap_context/rmipo"}
     for arm in doc["verdicts"]:
@@ -106,8 +100,7 @@ def test_smoke_run_one_seed_two_arms_resumes_from_its_stages(tmp_path):
     # resumable: a lost stage is redone from what is on disk (the adapter is not retrained)
     (out / "seed0" / "arm-swap_context-rmipo.json").unlink()
     (out / "seed0" / "done").unlink()
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_script("grid_cpu.py", *args)
     worker = (out / "seed0" / "worker.log").read_text()
     assert "reusing" in worker and worker.count("axolotl train") == 2
     assert json.loads((out / "grid.json").read_text())["effects"].keys() == doc["effects"].keys()

@@ -2,9 +2,6 @@
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -48,14 +45,10 @@ def test_summary_pairs_rows_across_summarizers_and_models(monkeypatch):
 
 
 @pytest.mark.e2e
-def test_smoke_run_measures_both_halves_and_resumes(tmp_path):
+def test_smoke_run_measures_both_halves_and_resumes(tmp_path, run_script):
     out = tmp_path / "popi"
-    env = dict(os.environ, AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1")
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    cmd = [sys.executable, str(REPO / "scripts" / "proof_popi.py"), "--smoke", "--seeds", "0", "--threads", "1",
-           "--out", str(out)]
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    args = ("--smoke", "--seeds", "0", "--threads", "1", "--out", str(out))
+    run_script("proof_popi.py", *args)
     doc = json.loads((out / "results.json").read_text())
     assert doc["smoke"] and set(doc["summary"]["mipo"]) >= {"mi_mean", "accuracy@K2", "pref_accuracy_with_context"}
     seed = out / "seed-0"
@@ -68,7 +61,6 @@ def test_smoke_run_measures_both_halves_and_resumes(tmp_path):
     assert "summarizer:" not in (seed / "mipo-zero_shot" / "mipo.yml").read_text()
     # resumable: a lost evaluation is redone from the adapters on disk, nothing is retrained
     (seed / "mipo-trained" / "eval-mipo.json").unlink()
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run_script("proof_popi.py", *args)
     assert "axolotl train" not in proc.stderr and "reusing" in proc.stderr
     assert (seed / "mipo-trained" / "eval-mipo.json").exists()
