@@ -231,11 +231,7 @@ def summarize(results: dict[int, dict], plan: dict) -> dict:
     effects: dict[str, dict] = {}
 
     def diff_entry(per_seed_diffs):
-        per_seed_diffs = [d for d in per_seed_diffs if d is not None]
-        seed_means = [sum(x for x in d if x is not None) / max(1, sum(x is not None for x in d))
-                      if any(x is not None for x in d) else None for d in per_seed_diffs]
-        return {**St.hier_bootstrap_test(per_seed_diffs, B, L),
-                "per_seed": seed_means, "seed_bootstrap": list(St.bootstrap_mean_ci(seed_means, B, L))}
+        return St.paired_effect(per_seed_diffs, B, L)
 
     for arm in plan["arms"]:
         for metric in _metrics(plan):

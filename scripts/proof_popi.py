@@ -273,8 +273,9 @@ def worker(seed: int, root: Path, threads: int, max_steps: int) -> dict:
 def _diff_entry(per_seed_a: list, per_seed_b: list) -> dict:
     from axolotl_mipo.evaluation import stats as St
 
-    diffs = [St.paired_differences(a, b) for a, b in zip(per_seed_a, per_seed_b) if a is not None and b is not None]
-    return {**St.hier_bootstrap_test(diffs, RESAMPLES, 0.95), "per_seed": [_mean(d) for d in diffs]}
+    diffs = [St.paired_differences(a, b) if a is not None and b is not None else None
+             for a, b in zip(per_seed_a, per_seed_b)]
+    return St.paired_effect(diffs, RESAMPLES, 0.95)
 
 
 def _mean(vals):

@@ -13,6 +13,8 @@ anywhere. Non-finite values and ``None`` are dropped before anything is computed
 * :func:`holm` — Holm's step-down adjustment of p-values (family-wise error control).
 * :func:`bootstrap_p_value` — a two-sided bootstrap p-value for "the mean is 0", from the same draws
   as the interval, for Holm.
+* :func:`paired_effect` — what a benchmark reports for one effect: the hierarchical interval and
+  p-value of per-row paired differences, each seed's mean difference, and a bootstrap over those.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 Interval = tuple[float | None, float | None, float | None]
 
 __all__ = ["Interval", "bootstrap_mean_ci", "bootstrap_p_value", "hier_bootstrap", "hier_bootstrap_test", "holm",
-           "paired_differences"]
+           "paired_differences", "paired_effect"]
 
 
 def _finite(values) -> list[float]:
@@ -128,6 +130,20 @@ def hier_bootstrap_test(per_seed: Sequence[Sequence[float | None]], resamples: i
     lo, hi = _percentiles(draws, level)
     return {"mean": sum(map(sum, groups)) / sum(map(len, groups)), "ci": [lo, hi],
             "p": min(1.0, max(1.0 / resamples, 2 * min(below, above)))}
+
+
+def paired_effect(per_seed_diffs: Sequence[Sequence[float | None] | None], resamples: int = 2000,
+                  level: float = 0.95) -> dict:
+    """One effect from per-row paired differences per seed (a seed that has none is ``None`` and left out):
+    :func:`hier_bootstrap_test`'s ``mean``/``ci``/``p``, ``per_seed`` (each seed's mean difference) and
+    ``seed_bootstrap`` (:func:`bootstrap_mean_ci` over those means; it under-covers with few seeds)."""
+    diffs = [d for d in per_seed_diffs if d is not None]
+    seed_means = []
+    for d in diffs:
+        vals = _finite(d)
+        seed_means.append(sum(vals) / len(vals) if vals else None)
+    return {**hier_bootstrap_test(diffs, resamples, level), "per_seed": seed_means,
+            "seed_bootstrap": list(bootstrap_mean_ci(seed_means, resamples, level))}
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:

@@ -74,3 +74,13 @@ def test_one_set_of_draws_gives_the_interval_and_the_p_value():
     assert (t["mean"], *t["ci"]) == pytest.approx(St.hier_bootstrap(groups, 400, 0.9, seed=2))
     assert t["p"] == pytest.approx(St.bootstrap_p_value(groups, 400, seed=2))
     assert St.hier_bootstrap_test([[None]], 10) == {"mean": None, "ci": [None, None], "p": None}
+
+
+def test_paired_effect_reports_pooled_interval_seed_means_and_skips_missing_seeds():
+    per_seed = [[0.1, 0.3], None, [0.2, None, 0.4], [None]]
+    e = St.paired_effect(per_seed, resamples=500)
+    assert e["mean"] == pytest.approx(0.25)
+    assert e["per_seed"] == [pytest.approx(0.2), pytest.approx(0.3), None]
+    assert e["ci"][0] <= e["mean"] <= e["ci"][1] and e["p"] is not None
+    assert e["seed_bootstrap"][0] == pytest.approx(0.25)
+    assert St.hier_bootstrap_test(per_seed[:1] + per_seed[2:], 500)["ci"] == e["ci"]
