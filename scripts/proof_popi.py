@@ -63,10 +63,11 @@ MIPO_METRICS = ["mi_mean", "accuracy@K2", "accuracy@K4", "accuracy@K8", "pref_al
 RESAMPLES = 2000
 SFT_STEPS = 200  # proof_cpu.py's
 MIPO_OVERRIDES: dict = {}  # top-level axolotl keys set on the MIPO runs (the smoke run's)
+MIPO_NEW_TOKENS: int | None = None  # MIPO's response length; None: proof_cpu.py's
 # --smoke: proves the machinery in a few minutes (the test in tests/scripts); its figures are not results
 SMOKE = {"N_USERS": 8, "QUERIES_PER_USER": 4, "HELDOUT_USERS": 2, "SUMMARY_TOKENS": 8, "SFT_STEPS": 4,
          "EVAL": {**EVAL, "k": [2, 4], "max_new_tokens": 8, "batch_size": 16}, "RESAMPLES": 100,
-         "MIPO_OVERRIDES": {"max_steps": 2, "micro_batch_size": 4}}
+         "MIPO_OVERRIDES": {"max_steps": 2, "micro_batch_size": 4}, "MIPO_NEW_TOKENS": 8}
 
 
 def log(msg: str) -> None:
@@ -205,8 +206,8 @@ def mipo_train_config(seed: int, out: Path, kind: str) -> dict:
     m["generation"]["max_prompt_tokens"] = SEQUENCE_LEN - SUMMARY_TOKENS
     cfg["sequence_len"] = SEQUENCE_LEN
     cfg.update(MIPO_OVERRIDES)
-    if MIPO_OVERRIDES:
-        m["generation"]["max_new_tokens"] = EVAL["max_new_tokens"]
+    if MIPO_NEW_TOKENS:
+        m["generation"]["max_new_tokens"] = MIPO_NEW_TOKENS
     return cfg
 
 
