@@ -68,7 +68,7 @@ def test_changed_file_is_refused_before_loading(monkeypatch, tmp_path):
 def test_smollm2_converts_trains_with_mipo_and_evaluates(tmp_path, axolotl_cli):
     """The real-model path on a handful of rows, so that the README's first command cannot rot."""
     from axolotl_mipo.cli import main as cli_main
-    from axolotl_mipo.evaluation import personas as P
+    from experiments.tasks import personas as P
 
     model = S.make_smollm2(tmp_path / "smollm2")
     info = json.loads((model / S.MARKER).read_text())
