@@ -24,7 +24,7 @@ dominate every "all preferences" figure).
 
 The context states the preferences in sentences drawn from :data:`_PHRASES`,
 so :func:`preferences_from_context` reads them back from any context this
-module wrote (the ``eval --persona-checks`` path); rows also carry them as
+module wrote (``eval --checker experiments.tasks.personas:persona_checker``); rows also carry them as
 ``preferences``. :func:`validate_rows` is the gate for sets written elsewhere:
 a row without the checkable fields is an error naming the row.
 
