@@ -31,7 +31,7 @@ SFT_BATCH = 32
 SFT_LR = 3e-3
 HIDDEN, LAYERS = 128, 2
 
-log = logger("proof")
+log = logger("weak_base")
 
 
 def train_weak_base(seed: int, rows, users, out_dir: Path, threads: int, steps: int = SFT_STEPS) -> dict:
