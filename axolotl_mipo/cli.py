@@ -130,6 +130,20 @@ def _judge_from_args(args):
     return LLMJudge(backend, chat_tokenizer=tok)
 
 
+def _checker_from_args(args):
+    """``--checker module:function``: a preference checker ``(responses, examples) -> {name: share}``."""
+    if not args.checker:
+        return None
+    from axolotl_mipo.pairing.registry import load_object
+
+    fn = load_object(args.checker, where="--checker", kind="function", error=SystemExit)
+    if not callable(fn):
+        raise SystemExit(f"--checker {args.checker!r} is {fn!r}, not a function; point it at a function "
+                         "(responses, examples) -> {name: share of responses that pass}, e.g. "
+                         "experiments.tasks.synthetic:synthetic_checker")
+    return fn
+
+
 def cmd_eval(args) -> int:
     import yaml
 
@@ -141,9 +155,7 @@ def cmd_eval(args) -> int:
         load_model,
         score_human_pairs,
     )
-    from axolotl_mipo.evaluation.personas import persona_checker
     from axolotl_mipo.evaluation.report import write_report
-    from axolotl_mipo.evaluation.synthetic import synthetic_checker
 
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     with open(args.config, encoding="utf-8") as f:
@@ -151,6 +163,7 @@ def cmd_eval(args) -> int:
     if not raw.get("base_model"):
         raise SystemExit(f"{args.config} has no base_model")
     mipo_cfg = validate_mipo_block(raw.get("mipo"))
+    checker = _checker_from_args(args)  # a misspelled checker fails before any model is loaded
     gen = mipo_cfg.generation
     examples = _eval_examples(args, mipo_cfg)
     tokenizer = _eval_tokenizer(args.config, raw)
@@ -196,8 +209,7 @@ def cmd_eval(args) -> int:
                 model, tokenizer, examples, k_values=args.k, max_new_tokens=settings["max_new_tokens"],
                 temperature=args.temperature, top_p=args.top_p, top_k=gen.top_k, seed=args.seed,
                 batch_size=batch_size, fmt=fmt, judge=judge,
-                checker=persona_checker if args.persona_checks else synthetic_checker if args.synthetic_checks
-                else None,
+                checker=checker,
                 progress=not args.no_progress,
                 reference_scores=ref,
             )
@@ -257,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--device", default=None, help="default: mipo.generation.device, else cuda if available")
     e.add_argument("--base-label", default="base")
     e.add_argument("--adapter-label", default="adapter")
-    e.add_argument("--synthetic-checks", action="store_true",
-                   help="also report preference satisfaction on the synthetic task's rows")
-    e.add_argument("--persona-checks", action="store_true",
-                   help="also report preference satisfaction on a persona set (axolotl_mipo.evaluation.personas): "
-                   "language, format, max_words, topic, register and all five")
+    e.add_argument("--checker", default=None, metavar="MODULE:FUNCTION",
+                   help="also report preference satisfaction: a function (responses, examples) -> {name: share}, "
+                   "reported as pref_<name>; its module must be importable, e.g. from the repository root "
+                   "PYTHONPATH=. and experiments.tasks.synthetic:synthetic_checker or "
+                   "experiments.tasks.personas:persona_checker")
     e.add_argument("--judge-url", default=None, help="an OpenAI-compatible server used as LLM judge")
     e.add_argument("--judge-model", default=None, help="the judge's served model name")
     e.add_argument("--judge-tokenizer", default=None, help="the judge's tokenizer (its chat template)")

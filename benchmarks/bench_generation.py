@@ -34,7 +34,7 @@ shows what it gains on a longer run (a real one has thousands of rows).
 
 ``--smollm2 DIR`` (a folder made by ``axolotl-mipo make-smollm2``; ``auto``: convert into a
 temporary folder) adds SmolLM2-135M-Instruct, a real 30-layer model, on prompts of the persona set
-(:mod:`axolotl_mipo.evaluation.personas`: a persona system message and an everyday question) with its
+(:mod:`experiments.tasks.personas`: a persona system message and an everyday question) with its
 real end of turn (``<|im_end|>``: answers end at their own lengths) and without it (every row runs
 to ``max_new_tokens``). ``--models smollm2`` measures it alone.
 
@@ -181,7 +181,7 @@ def vllm_compare(path, tok, prompts, max_new, rounds, hf_model):
 def persona_prompts(tok, n: int, seed: int) -> list[str]:
     """Chat prompts of the persona set: one persona (system message) and one everyday question each."""
     from axolotl_mipo.data.prompts import build_messages
-    from axolotl_mipo.evaluation.personas import make_personas
+    from experiments.tasks.personas import make_personas
 
     rows = make_personas(n, 1, seed)
     return [tok.apply_chat_template(build_messages([("user", r["query"])], r["context"]), tokenize=False,

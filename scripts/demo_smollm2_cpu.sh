@@ -12,6 +12,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 CFG=example_configs/mipo-smollm2-cpu.yml
 axolotl-mipo make-smollm2 ./smollm2-model
 axolotl train "$CFG"
-axolotl-mipo eval "$CFG" --adapter outputs/mipo-smollm2-cpu \
-  --data example_configs/data/smollm2-personas/heldout.jsonl --persona-checks \
+# the persona checker lives in the repository's experiments/ (not installed): PYTHONPATH=. makes it importable
+PYTHONPATH=. axolotl-mipo eval "$CFG" --adapter outputs/mipo-smollm2-cpu \
+  --data example_configs/data/smollm2-personas/heldout.jsonl --checker experiments.tasks.personas:persona_checker \
   --max-new-tokens 48 --no-progress --out outputs/mipo-smollm2-cpu/eval

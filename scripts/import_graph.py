@@ -37,6 +37,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+# top-level folders of the repository that are not in the wheel: they may import the package, never the reverse
+OUTSIDE = {"experiments": "the studies and their task generators"}
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
@@ -61,8 +65,8 @@ def _resolve(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def imports_of(path: Path) -> set[str]:
-    """The ``axolotl_mipo`` modules a file imports (``from pkg import mod`` counts as ``pkg.mod`` when it is one)."""
+def imports_of(path: Path, packages: tuple[str, ...] = (PACKAGE,)) -> set[str]:
+    """The modules of ``packages`` a file imports (``from pkg import mod`` counts as ``pkg.mod`` when it is one)."""
     module = module_name(path)
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
@@ -77,7 +81,7 @@ def imports_of(path: Path) -> set[str]:
                 sub = f"{target}.{a.name}"
                 if _module_path(sub) is not None:
                     found.add(sub)
-    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")} - {module}
+    return {m for m in found if any(m == p or m.startswith(p + ".") for p in packages)} - {module}
 
 
 def _module_path(module: str) -> Path | None:
@@ -91,6 +95,12 @@ def _module_path(module: str) -> Path | None:
 def graph() -> dict[str, set[str]]:
     """``{module: modules it imports}`` for every module of the package."""
     return {module_name(p): imports_of(p) for p in sorted(ROOT.rglob("*.py"))}
+
+
+def forbidden_imports() -> list[str]:
+    """One line per package module importing a top-level package that the wheel does not hold (:data:`OUTSIDE`)."""
+    return [f"{module_name(p)} imports {m}, which is not installed with the package ({OUTSIDE[m.split('.')[0]]})"
+            for p in sorted(ROOT.rglob("*.py")) for m in sorted(imports_of(p, tuple(OUTSIDE)))]
 
 
 def violations(g: dict[str, set[str]]) -> list[str]:
@@ -151,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     g = graph()
     if a.check:
-        bad = violations(g)
+        bad = violations(g) + forbidden_imports()
         print("\n".join(bad) if bad else f"layering ok: {len(g)} modules, no import of a higher layer")
         return 1 if bad else 0
     g = collapsed(g, a.modules)

@@ -1,8 +1,12 @@
+import atexit
 import importlib
 import importlib.metadata
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,32 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "mipo-strategy-example"
+
+
+def _expose_experiments() -> str:
+    """The sys.path entry from which ``experiments`` (the studies and task generators, not in the wheel) imports.
+
+    Usually the repository root is already on the path. CI's wheel step runs from outside the checkout
+    without PYTHONPATH, and the repository root must stay off the path there: its axolotl_mipo/ would
+    shadow the installed wheel under test. So a folder holding only a link named ``experiments`` goes on
+    the path instead; the studies' subprocesses get it through PYTHONPATH (the ``experiments_path`` fixture)."""
+    spec = importlib.util.find_spec("experiments")
+    if spec is not None and spec.origin and Path(spec.origin).resolve() == REPO / "experiments" / "__init__.py":
+        return str(Path(spec.origin).parents[1])
+    shim = Path(tempfile.mkdtemp(prefix="mipo-experiments-"))
+    atexit.register(shutil.rmtree, shim, True)
+    (shim / "experiments").symlink_to(REPO / "experiments", target_is_directory=True)
+    sys.path.insert(0, str(shim))
+    return str(shim)
+
+
+EXPERIMENTS_PATH = _expose_experiments()
+
+
+@pytest.fixture(scope="session")
+def experiments_path() -> str:
+    """A PYTHONPATH entry exposing ``experiments`` and nothing else of the checkout (see ``_expose_experiments``)."""
+    return EXPERIMENTS_PATH
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from axolotl_mipo.evaluation import synthetic as S
+from experiments.tasks import synthetic as S
 
 
 def _rows(n_users=6, queries=1, seed=0):
@@ -40,7 +40,8 @@ def test_eval_cli_writes_the_report(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "report"
     rc = main(["eval", str(tmp_path / "cfg.yml"), "--adapter", str(tmp_path / "adapter"),
                "--data", str(tmp_path / "heldout.jsonl"), "--rows", "6", "--k", "2", "4", "--out", str(out),
-               "--synthetic-checks", "--no-progress", "--base-label", "before", "--adapter-label", "after"])
+               "--checker", "experiments.tasks.synthetic:synthetic_checker", "--no-progress",
+               "--base-label", "before", "--adapter-label", "after"])
     assert rc == 0
     data = json.loads((out / "report.json").read_text())
     assert [r["label"] for r in data["runs"]] == ["before", "after"]
@@ -117,3 +118,20 @@ def test_eval_cli_reports_preference_accuracy_for_base_and_adapter(tmp_path, tin
     # the base's scores come from the base run or from a separate base pass: the same figures
     assert both["pref_margin_implicit_with_context"] == pytest.approx(alone["pref_margin_implicit_with_context"],
                                                                      abs=1e-4)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("experiments.tasks.synthetic", "not a valid module:object path; write it as 'package.module:function_name'"),
+    ("no_such_module_xyz:check", "cannot import module 'no_such_module_xyz'"),
+    ("experiments.tasks.synthetic:no_such_checker", "has no attribute 'no_such_checker'; check the function name"),
+    ("experiments.tasks.synthetic:QUERIES", "not a function"),
+])
+def test_eval_cli_names_a_bad_checker_before_loading_anything(tmp_path, spec, message):
+    (tmp_path / "cfg.yml").write_text(yaml.safe_dump({"base_model": str(tmp_path / "missing-model"),
+                                                      "mipo": {"datasets": [{"path": str(tmp_path / "rows.jsonl")}]}}))
+    S.write_jsonl(S.make_task(2, 2, seed=0), tmp_path / "rows.jsonl")
+    from axolotl_mipo.cli import main
+
+    with pytest.raises(SystemExit, match="--checker") as e:
+        main(["eval", str(tmp_path / "cfg.yml"), "--checker", spec])
+    assert message in str(e.value)

@@ -24,6 +24,20 @@ def test_no_module_imports_a_higher_layer(ig):
 
 
 @pytest.mark.fast
+def test_no_package_module_imports_the_experiments(ig, tmp_path, monkeypatch):
+    """experiments/ (not in the wheel) may import axolotl_mipo; an installed module importing it would break."""
+    assert ig.forbidden_imports() == []
+    pkg = tmp_path / "axolotl_mipo"
+    (pkg / "evaluation").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "evaluation" / "__init__.py").write_text("")
+    (pkg / "evaluation" / "evaluate.py").write_text("def f():\n    from experiments.tasks import synthetic\n")
+    monkeypatch.setattr(ig, "ROOT", pkg)
+    assert ig.forbidden_imports() == ["axolotl_mipo.evaluation.evaluate imports experiments.tasks, which is not "
+                                      "installed with the package (the studies and their task generators)"]
+
+
+@pytest.mark.fast
 def test_the_check_sees_an_upward_import_and_an_unplaced_module(ig):
     g = {"axolotl_mipo.pipeline.summary": {"axolotl_mipo.evaluation.metrics"}, "axolotl_mipo.newthing": set()}
     bad = ig.violations(g)
@@ -58,16 +72,17 @@ CROSS_CUTTING = {"test_fuzz", "test_safety", "test_e2e", "test_strategy_ecosyste
 @pytest.mark.fast
 def test_tests_mirror_the_package():
     """tests/<package>/test_<module>.py tests axolotl_mipo/<package>/<module>.py; tests/test_<module>.py a
-    top-level module, or is one of the cross-cutting files; tests/scripts/test_<name>.py tests scripts/<name>.py."""
+    top-level module, or is one of the cross-cutting files; tests/scripts/test_<name>.py tests scripts/<name>.py;
+    tests/experiments/<path>/test_<name>.py tests experiments/<path>/<name>.py."""
     pkg = REPO / "axolotl_mipo"
     for f in sorted((REPO / "tests").rglob("test_*.py")):
         rel = f.relative_to(REPO / "tests")
         module = rel.stem[len("test_"):]
         if len(rel.parts) == 1 and rel.stem in CROSS_CUTTING:
             continue
-        if rel.parts[0] == "scripts":  # tests/scripts/test_x.py tests the command-line script scripts/x.py
+        if rel.parts[0] in ("scripts", "experiments"):  # tests/scripts/test_x.py tests scripts/x.py, and so on
             target = REPO.joinpath(*rel.parts[:-1], module + ".py")
-            assert target.is_file(), f"tests/{rel} mirrors no script ({target.relative_to(REPO)} does not exist)"
+            assert target.is_file(), f"tests/{rel} mirrors nothing ({target.relative_to(REPO)} does not exist)"
             continue
         target = pkg.joinpath(*rel.parts[:-1], module + ".py")
         assert target.is_file(), f"tests/{rel} mirrors no module ({target.relative_to(REPO)} does not exist)"

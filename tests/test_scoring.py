@@ -7,13 +7,13 @@ import torch
 
 from axolotl_mipo.data.prompts import PromptFormat, build_messages
 from axolotl_mipo.evaluation import metrics as M
-from axolotl_mipo.evaluation import synthetic as S
 from axolotl_mipo.scoring import (
     conditional_logprobs,
     context_score_matrix,
     response_logprobs,
     tokenize_prompt_response,
 )
+from experiments.tasks import synthetic as S
 
 PROMPTS = [
     [{"role": "system", "content": "I like short answers."}, {"role": "user", "content": "Plan my trip."}],

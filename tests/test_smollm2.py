@@ -68,7 +68,7 @@ def test_changed_file_is_refused_before_loading(monkeypatch, tmp_path):
 def test_smollm2_converts_trains_with_mipo_and_evaluates(tmp_path, axolotl_cli):
     """The real-model path on a handful of rows, so that the README's first command cannot rot."""
     from axolotl_mipo.cli import main as cli_main
-    from axolotl_mipo.evaluation import personas as P
+    from experiments.tasks import personas as P
 
     model = S.make_smollm2(tmp_path / "smollm2")
     info = json.loads((model / S.MARKER).read_text())
@@ -89,8 +89,8 @@ def test_smollm2_converts_trains_with_mipo_and_evaluates(tmp_path, axolotl_cli):
     assert "4 rows -> 4 pairs planned" in log, log[-3000:]
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
     rc = cli_main(["eval", str(path), "--adapter", str(tmp_path / "out"), "--data", str(tmp_path / "heldout.jsonl"),
-                   "--persona-checks", "--k", "2", "--max-new-tokens", "8", "--no-progress",
-                   "--out", str(tmp_path / "eval")])
+                   "--checker", "experiments.tasks.personas:persona_checker", "--k", "2", "--max-new-tokens", "8",
+                   "--no-progress", "--out", str(tmp_path / "eval")])
     assert rc == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     text = json.dumps(report)

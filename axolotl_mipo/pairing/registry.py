@@ -123,18 +123,23 @@ def _load_entry_point(name: str) -> type[PairingStrategy] | None:
     return obj
 
 
-def _load_path(path: str) -> type[PairingStrategy]:
+def load_object(path: str, where: str = "mipo.strategy", kind: str = "class",
+                error: type[Exception] = MIPOStrategyError) -> Any:
+    """The object a ``'package.module:object'`` path names (``object`` may be dotted), importing its module.
+
+    The one resolver of ``module:object`` paths (``mipo.strategy``, ``axolotl-mipo eval --checker``).
+    A malformed path, a module that cannot be imported or a missing attribute raise ``error`` naming
+    ``where`` and the fix; ``kind`` ("class", "function") is what the example in the message shows."""
+    example = "ClassName" if kind == "class" else "function_name"
     module_name, _, qualname = path.partition(":")
     module_name, qualname = module_name.strip(), qualname.strip()
     if not module_name or not qualname:
-        raise MIPOStrategyError(
-            f"mipo.strategy {path!r} is not a valid module:object path; write it as 'package.module:ClassName'"
-        )
+        raise error(f"{where} {path!r} is not a valid module:object path; write it as 'package.module:{example}'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise MIPOStrategyError(
-            f"mipo.strategy {path!r}: cannot import module {module_name!r} ({e}); check the spelling and that the "
+        raise error(
+            f"{where} {path!r}: cannot import module {module_name!r} ({e}); check the spelling and that the "
             "package is installed in this environment"
         ) from e
     obj: Any = module
@@ -142,9 +147,14 @@ def _load_path(path: str) -> type[PairingStrategy]:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise MIPOStrategyError(
-                f"mipo.strategy {path!r}: module {module_name!r} has no attribute {qualname!r}; check the class name"
+            raise error(
+                f"{where} {path!r}: module {module_name!r} has no attribute {qualname!r}; check the {kind} name"
             ) from None
+    return obj
+
+
+def _load_path(path: str) -> type[PairingStrategy]:
+    obj = load_object(path)
     _check_class(obj, f"mipo.strategy {path!r}")
     return obj
 

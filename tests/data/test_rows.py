@@ -211,8 +211,8 @@ def test_pair_field_config_errors(kwargs, needle):
 
 
 def test_synthetic_unique_heldout_file_reads_back_its_pairs(tmp_path):
-    from axolotl_mipo.evaluation import synthetic as S
-    from axolotl_mipo.evaluation.synthetic_unique import make_unique_task, split_rows, to_examples
+    from experiments.tasks import synthetic as S
+    from experiments.tasks.synthetic_unique import make_unique_task, split_rows, to_examples
 
     _, held = split_rows(make_unique_task(4, 2, 1, seed=0))
     path = S.write_jsonl(held, tmp_path / "heldout.jsonl")

@@ -9,7 +9,6 @@ import pytest
 
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.evaluation import metrics as M
-from axolotl_mipo.evaluation import synthetic as S
 from axolotl_mipo.evaluation.evaluate import (
     LLMJudge,
     _identification,
@@ -21,9 +20,10 @@ from axolotl_mipo.evaluation.evaluate import (
     run_judge,
     score_human_pairs,
 )
-from axolotl_mipo.evaluation.synthetic import synthetic_checker
 from axolotl_mipo.generation.base import GenerationResult
 from axolotl_mipo.scoring import context_score_matrix
+from experiments.tasks import synthetic as S
+from experiments.tasks.synthetic import synthetic_checker
 
 
 def _rows(n_users=6, queries=1, seed=0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from axolotl_mipo.evaluation import synthetic as S
+from experiments.tasks import synthetic as S
 
 
 def _rows(n_users=6, queries=1, seed=0):

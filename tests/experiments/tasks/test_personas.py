@@ -5,7 +5,7 @@ import json
 import pytest
 
 from axolotl_mipo.data.example import Example
-from axolotl_mipo.evaluation import personas as P
+from experiments.tasks import personas as P
 
 
 def test_rows_have_unique_queries_per_user_and_readable_preferences():

@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """Which strategy and which loss? The pre-registered grid on the unique-query task, on the CPU.
 
-    python scripts/grid_cpu.py --plan benchmarks/grid/PLAN.md --out runs/grid           # the grid
-    python scripts/grid_cpu.py --plan benchmarks/grid/PLAN.md --out runs/grid-quick --quick
+    python -m experiments.grid.run --plan experiments/grid/PLAN.md --out runs/grid           # the grid
+    python -m experiments.grid.run --plan experiments/grid/PLAN.md --out runs/grid-quick --quick
 
 The settings are the YAML block of the plan (``## Settings``); ``--quick`` and ``--smoke`` apply the
 plan's ``quick`` / ``smoke`` overrides (their figures are not results). Per seed, in one worker
 process (``--jobs`` seeds side by side, one thread each):
 
-1. the task (:func:`axolotl_mipo.evaluation.synthetic_unique.make_unique_task`), split per user;
-2. one weakly personalized base model (``proof_cpu.sft``), evaluated once on the held-out rows;
+1. the task (:func:`experiments.tasks.synthetic_unique.make_unique_task`), split per user;
+2. one weakly personalized base model (:func:`experiments.harness.train_weak_base`), evaluated once on
+   the held-out rows;
 3. every arm (strategy x loss) as a real ``axolotl train`` with the plugin; all arms of a seed share
    one generation cache, so each chosen and each rejected prompt is generated once;
 4. base + adapter evaluated on the same rows with the same sampling seed (paired per row).
@@ -28,19 +29,29 @@ import copy
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import proof_cpu as P0  # noqa: E402  (the weak base model, the axolotl runner, log parsing, CPU clock)
+from experiments.harness import (
+    check_out,
+    cpu_seconds,
+    evaluate_synthetic,
+    logger,
+    mipo_config,
+    run_seed_workers,
+    stage,
+    synthetic_per_row,
+    train_arm,
+    train_weak_base,
+    worker_command,
+    worker_threads,
+)
 
-log = P0.log
-DIMS = ("length", "formality", "topic", "format")
+HERE = Path(__file__).resolve().parent
+log = logger("grid")
 
 
 # ------------------------------------------------------------------ plan
@@ -83,54 +94,24 @@ def load_plan(path: Path, mode: str = "full") -> dict:
 # ------------------------------------------------------------------ per seed
 
 
-def per_row(res, heldout) -> dict[str, list]:
-    """Per held-out row: every figure the statistics pair (0/1 for identification, checks and pairs)."""
-    from axolotl_mipo.evaluation import synthetic as S
-
-    rows: dict[str, list] = {"mi_mean": list(res.mi_per_row)}
-    for k, ident in res.extra.get("identified_per_row", {}).items():
-        rows[f"accuracy@K{k}"] = [int(x) for x in ident]
-    checks = [S.check_preferences(y, r["preferences"]) for y, r in zip(res.responses, heldout)]
-    for d in DIMS:
-        rows[f"pref_{d}"] = [int(c[d]) for c in checks]
-    rows["pref_all"] = [int(all(c.values())) for c in checks]
-    ps = res.extra.get("pair_scores")
-    if ps and ps["rows"]:
-        # aligned with the held-out rows (every held-out row has a pair), so differences pair row by row
-        if len(ps["rows"]) != len(heldout):
-            raise RuntimeError(f"{len(ps['rows'])} scored pairs for {len(heldout)} held-out rows")
-        rows["pref_accuracy_with_context"] = [int(c[0] > r[0]) for c, r in zip(ps["chosen_ctx"], ps["rejected_ctx"])]
-        rows["pref_accuracy_without_context"] = [int(c[0] > r[0])
-                                                 for c, r in zip(ps["chosen_noctx"], ps["rejected_noctx"])]
-    return rows
-
-
 def evaluate(model, tok, heldout, plan, seed, reference_scores=None):
-    from axolotl_mipo.evaluation import synthetic_unique as U
-    from axolotl_mipo.evaluation.evaluate import evaluate_model
-    from axolotl_mipo.evaluation.synthetic import synthetic_checker
-
-    ev = plan["evaluation"]
-    return evaluate_model(model, tok, U.to_examples(heldout), k_values=ev["k"], max_new_tokens=ev["max_new_tokens"],
-                          temperature=ev["temperature"], top_p=ev["top_p"], seed=seed, batch_size=ev["batch_size"],
-                          checker=synthetic_checker, identify_references=False, progress=False,
-                          reference_scores=reference_scores)
+    return evaluate_synthetic(model, tok, heldout, plan["evaluation"], seed, reference_scores=reference_scores)
 
 
 def _summary(res, heldout) -> dict:
-    return {"figures": res.figures, "per_row": per_row(res, heldout), "samples": res.extra.get("samples", []),
+    return {"figures": res.figures, "per_row": synthetic_per_row(res, heldout), "samples": res.extra.get("samples", []),
             "notes": res.extra.get("notes", [])}
 
 
 def base_stage(d: Path, train, heldout, plan, seed, threads) -> dict:
     from transformers import AutoTokenizer
 
-    from axolotl_mipo.evaluation import synthetic as S
     from axolotl_mipo.evaluation.evaluate import load_model
+    from experiments.tasks import synthetic as S
 
     model_dir = d / "sft-model"
     users = S.users_from_rows(train + heldout)
-    sft = P0.sft(seed, train, users, model_dir, threads, steps=plan["base"]["sft_steps"])
+    sft = train_weak_base(seed, train, users, model_dir, threads, steps=plan["base"]["sft_steps"])
     tok = AutoTokenizer.from_pretrained(model_dir)
     res = evaluate(load_model(str(model_dir), device="cpu"), tok, heldout, plan, seed)
     out = _summary(res, heldout)
@@ -142,7 +123,7 @@ def base_stage(d: Path, train, heldout, plan, seed, threads) -> dict:
 def train_config(plan: dict, arm: str, seed: int, base: Path, train_path: Path, d: Path, cache: Path) -> dict:
     sname, loss = arm.split("/")
     spec = plan["strategies"][sname]
-    cfg = P0.mipo_config(seed, base, train_path, d)
+    cfg = mipo_config(seed, base, train_path, d)
     g, t = plan["generation"], plan["training"]
     cfg["mipo"].update(strategy=spec["strategy"], loss=loss, cache_dir=str(cache))
     if spec.get("strategy_kwargs"):
@@ -160,31 +141,22 @@ def arm_stage(d: Path, seed_dir: Path, heldout, plan, arm, seed, base_res, threa
 
     from axolotl_mipo.evaluation.evaluate import load_model
 
-    d.mkdir(parents=True, exist_ok=True)
     base = seed_dir / "sft-model"
-    cfg_path = d / "mipo.yml"
-    cfg_path.write_text(yaml.safe_dump(train_config(plan, arm, seed, base, seed_dir / "train.jsonl", d,
-                                                    seed_dir / "mipo_cache")))
-    adapter = d / "mipo"
-    t, c = time.time(), P0._cpu()
-    if not (adapter / "adapter_model.safetensors").exists():
-        log(f"seed {seed} {arm}: axolotl train {cfg_path}")
-        P0.run_axolotl(cfg_path, d / "axolotl_train.log", threads)
-    train_wall, train_cpu = time.time() - t, P0._cpu() - c
+    cfg = train_config(plan, arm, seed, base, seed_dir / "train.jsonl", d, seed_dir / "mipo_cache")
+    trained = train_arm(d, cfg, threads, label=f"seed {seed} {arm}")
     tok = AutoTokenizer.from_pretrained(base)
-    res = evaluate(load_model(str(base), str(adapter), device="cpu"), tok, heldout, plan, seed,
+    res = evaluate(load_model(str(base), str(trained.adapter), device="cpu"), tok, heldout, plan, seed,
                    reference_scores=base_res.get("pair_scores"))
     out = _summary(res, heldout)
-    log_text = (d / "axolotl_train.log").read_text(errors="replace") if (d / "axolotl_train.log").exists() else ""
-    out["training"] = {**P0._train_metrics(log_text), "wall_s": train_wall, "cpu_s": train_cpu}
+    out["training"] = trained.training
     return out
 
 
 def run_seed(out: Path, plan: dict, seed: int, threads: int) -> None:
     import torch
 
-    from axolotl_mipo.evaluation import synthetic as S
-    from axolotl_mipo.evaluation import synthetic_unique as U
+    from experiments.tasks import synthetic as S
+    from experiments.tasks import synthetic_unique as U
 
     torch.set_num_threads(threads)
     d = out / f"seed{seed}"
@@ -194,10 +166,10 @@ def run_seed(out: Path, plan: dict, seed: int, threads: int) -> None:
     S.write_jsonl(train, d / "train.jsonl")
     S.write_jsonl(heldout, d / "heldout.jsonl")
     log(f"seed {seed}: {len(train)} training rows, {len(heldout)} held-out rows")
-    base_res = P0.stage(d / "base.json", lambda: base_stage(d, train, heldout, plan, seed, threads))
+    base_res = stage(d / "base.json", lambda: base_stage(d, train, heldout, plan, seed, threads))
     for arm in plan["arms"]:
         slug = arm.replace("/", "-")
-        res = P0.stage(d / f"arm-{slug}.json",
+        res = stage(d / f"arm-{slug}.json",
                     lambda arm=arm, slug=slug: arm_stage(d / slug, d, heldout, plan, arm, seed, base_res, threads))
         f, b = res["figures"], base_res["figures"]
         log(f"seed {seed} {arm}: MI {f.get('mi_mean', float('nan')):.3f} (base {b.get('mi_mean', float('nan')):.3f})")
@@ -410,7 +382,7 @@ def report(out: Path, plan: dict, wall: float, cpu: float) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--plan", default=str(HERE.parent / "benchmarks" / "grid" / "PLAN.md"))
+    p.add_argument("--plan", default=str(HERE / "PLAN.md"))
     p.add_argument("--out", default="runs/grid")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="the plan's quick run (about 15 min; not results)")
@@ -423,39 +395,24 @@ def main(argv=None) -> int:
     out = Path(a.out).resolve()
     os.environ.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     if a.worker is not None:
-        run_seed(out, plan, a.worker, int(os.environ.get("GRID_THREADS", "1")))
+        run_seed(out, plan, a.worker, worker_threads())
         return 0
-    P0.check_out(out, plan)
-    start, cpu0 = time.time(), P0._cpu()
+    check_out(out, plan)
+    start, cpu0 = time.time(), cpu_seconds()
     todo = [s for s in plan["seeds"] if not (out / f"seed{s}" / "done").exists()]
     jobs = max(1, min(a.jobs or (os.cpu_count() or 1), len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log(f"{mode} grid: {len(plan['seeds'])} seeds x {len(plan['arms'])} arms; {len(todo)} seed(s) to run, "
         f"{jobs} at a time, {threads} thread(s) each; logs in {out}/seed*/worker.log")
-    pending, running, failed = list(todo), {}, []
-    while pending or running:
-        while pending and len(running) < jobs:
-            s = pending.pop(0)
-            d = out / f"seed{s}"
-            d.mkdir(parents=True, exist_ok=True)
-            f = (d / "worker.log").open("a")
-            env = dict(os.environ, GRID_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-            args = [sys.executable, __file__, "--plan", a.plan, "--out", str(out), "--worker", str(s)]
-            args += ["--quick"] if a.quick else ["--smoke"] if a.smoke else []
-            running[s] = (subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env), f)
-        time.sleep(1)
-        for s, (proc, f) in list(running.items()):
-            if proc.poll() is not None:
-                f.close()
-                del running[s]
-                log(f"seed {s} finished (exit {proc.returncode}) at {time.time() - start:.0f}s")
-                if proc.returncode != 0:
-                    failed.append(s)
-                    log(f"seed {s} failed:\n{(out / f'seed{s}' / 'worker.log').read_text(errors='replace')[-3000:]}")
+    mode_flag = ["--quick"] if a.quick else ["--smoke"] if a.smoke else []
+    failed = run_seed_workers(
+        todo, lambda s: worker_command(__spec__.name, "--plan", a.plan, "--out", str(out), "--worker", str(s),
+                                       *mode_flag),
+        lambda s: out / f"seed{s}" / "worker.log", jobs, threads, append=True)
     if failed:
         log(f"seeds {failed} failed; rerun the same command to continue where they stopped")
         return 1
-    doc = report(out, plan, time.time() - start, P0._cpu() - cpu0)
+    doc = report(out, plan, time.time() - start, cpu_seconds() - cpu0)
     print((out / "table.md").read_text())
     print(f"verdicts: {json.dumps({k: v['verdict'] for k, v in doc['verdicts'].items()})}")
     print(f"figures: {out / 'grid.json'}; table: {out / 'table.md'}; plot: {out / 'forest.png'}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from axolotl_mipo.evaluation import synthetic as S
-from axolotl_mipo.evaluation.synthetic import synthetic_preferences
+from experiments.tasks import synthetic as S
+from experiments.tasks.synthetic import synthetic_preferences
 
 pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """MIPO's first test on a real model: SmolLM2-135M-Instruct on the CPU, pre-registered.
 
-    python scripts/proof_smollm2.py --plan benchmarks/smollm2/plan.yml --out runs/smollm2
-    python scripts/proof_smollm2.py --plan benchmarks/smollm2/plan.yml --out runs/smollm2-quick --quick
+    python -m experiments.smollm2.run --plan experiments/smollm2/plan.yml --out runs/smollm2
+    python -m experiments.smollm2.run --plan experiments/smollm2/plan.yml --out runs/smollm2-quick --quick
 
-The plan (``benchmarks/smollm2/PLAN.md``, settings in ``plan.yml``) was committed before any result.
-Per seed: a persona set (:mod:`axolotl_mipo.evaluation.personas`) split by user; the base model is
+The plan (``experiments/smollm2/PLAN.md``, settings in ``plan.yml``) was committed before any result.
+Per seed: a persona set (:mod:`experiments.tasks.personas`) split by user; the base model is
 evaluated once on the held-out users (plus responses WITHOUT the persona, for preference accuracy);
 each arm (a pairing strategy + loss) runs as a real ``axolotl train`` with the plugin, all arms of a
 seed sharing one generation cache; then base + adapter is evaluated on the same rows with the same
@@ -29,16 +29,13 @@ from pathlib import Path
 
 import yaml
 
+# the project's one statistics module (also the grid's); kept under this name for the tests
+from axolotl_mipo.evaluation.stats import hier_bootstrap
+from experiments.harness import check_out, cpu_seconds, logger, mipo_config, stage, train_arm
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-import proof_cpu as P0  # noqa: E402  (the tiny-model proof: axolotl subprocess, log parsing, CPU clock)
-
-# the project's one statistics module (also scripts/grid_cpu.py's); kept under this name for the tests
-from axolotl_mipo.evaluation.stats import hier_bootstrap  # noqa: E402
-
 PREFS = ("language", "format", "max_words", "topic", "register", "all")
-log = P0.log
+log = logger("smollm2")
 
 
 # ------------------------------------------------------------------ plan
@@ -81,7 +78,7 @@ def _mean_logp(model, tok, examples, responses, batch_size):
 
 def preference_pairs(heldout, with_c, without_c):
     """Rows where the checkers order the base's with-persona and without-persona responses."""
-    from axolotl_mipo.evaluation.personas import check_response
+    from experiments.tasks.personas import check_response
 
     pairs = []
     for i, (r, a, b) in enumerate(zip(heldout, with_c, without_c)):
@@ -102,7 +99,7 @@ def pair_accuracy(model, tok, examples, pairs, batch_size) -> list[int]:
 
 
 def _per_row(res, heldout) -> dict:
-    from axolotl_mipo.evaluation.personas import check_response
+    from experiments.tasks.personas import check_response
 
     checks = [check_response(y, r["preferences"]) for y, r in zip(res.responses, heldout)]
     rows = {"mi": res.mi_per_row}
@@ -116,7 +113,7 @@ def _per_row(res, heldout) -> dict:
 
 def evaluate(model, tok, heldout, plan, seed) -> tuple[dict, list[str]]:
     from axolotl_mipo.evaluation.evaluate import evaluate_model
-    from axolotl_mipo.evaluation.personas import persona_checker
+    from experiments.tasks.personas import persona_checker
 
     ev = plan["evaluation"]
     res = evaluate_model(model, tok, _examples(heldout), k_values=ev["k"], max_new_tokens=ev["max_new_tokens"],
@@ -144,7 +141,7 @@ def base_stage(d: Path, base: Path, heldout, plan, seed, tok) -> dict:
 
 
 def train_config(plan, arm, seed, base: Path, train_path: Path, d: Path, cache: Path) -> dict:
-    cfg = P0.mipo_config(seed, base, train_path, d, arm["strategy"])
+    cfg = mipo_config(seed, base, train_path, d, arm["strategy"])
     g, t = plan["generation"], plan["training"]
     cfg["mipo"].update(loss=arm["loss"], cache_dir=str(cache))
     if arm.get("strategy_kwargs"):
@@ -162,29 +159,20 @@ def train_config(plan, arm, seed, base: Path, train_path: Path, d: Path, cache: 
 def arm_stage(d: Path, base: Path, train_path: Path, heldout, plan, arm, seed, tok, base_res, threads) -> dict:
     from axolotl_mipo.evaluation.evaluate import load_model
 
-    d.mkdir(parents=True, exist_ok=True)
-    cfg_path = d / "mipo.yml"
     cfg = train_config(plan, arm, seed, base, train_path, d, d.parent / "mipo_cache")
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    adapter = d / "mipo"
-    t, c = time.time(), P0._cpu()
-    if not (adapter / "adapter_model.safetensors").exists():
-        log(f"seed {seed} {arm['name']}: axolotl train {cfg_path}")
-        P0.run_axolotl(cfg_path, d / "axolotl_train.log", threads)
-    train_wall, train_cpu = time.time() - t, P0._cpu() - c
-    model = load_model(str(base), str(adapter), device="cpu", dtype="float32")
+    trained = train_arm(d, cfg, threads, label=f"seed {seed} {arm['name']}")
+    model = load_model(str(base), str(trained.adapter), device="cpu", dtype="float32")
     out, _ = evaluate(model, tok, heldout, plan, seed)
     out["per_pair"] = {"pref_accuracy": pair_accuracy(model, tok, _examples(heldout), base_res["pairs"],
                                                       plan["evaluation"]["batch_size"])}
-    out["training"] = P0._train_metrics((d / "axolotl_train.log").read_text(errors="replace"))
-    out["training"].update(wall_s=train_wall, cpu_s=train_cpu)
+    out["training"] = trained.training
     return out
 
 
 def run_seed(out: Path, base: Path, plan: dict, seed: int, threads: int) -> dict:
     from transformers import AutoTokenizer
 
-    from axolotl_mipo.evaluation import personas as Pe
+    from experiments.tasks import personas as Pe
 
     d = out / f"seed{seed}"
     d.mkdir(parents=True, exist_ok=True)
@@ -197,10 +185,10 @@ def run_seed(out: Path, base: Path, plan: dict, seed: int, threads: int) -> dict
     Pe.write_jsonl(heldout, d / "heldout.jsonl")
     tok = AutoTokenizer.from_pretrained(base)
     log(f"seed {seed}: {len(train)} training rows, {len(heldout)} held-out rows; base evaluation")
-    base_res = P0.stage(d / "base.json", lambda: base_stage(d, base, heldout, plan, seed, tok))
+    base_res = stage(d / "base.json", lambda: base_stage(d, base, heldout, plan, seed, tok))
     arms = {}
     for arm in plan["arms"]:
-        arms[arm["name"]] = P0.stage(d / f"{arm['name']}.json", lambda arm=arm: arm_stage(
+        arms[arm["name"]] = stage(d / f"{arm['name']}.json", lambda arm=arm: arm_stage(
             d / arm["name"], base, d / "train.jsonl", heldout, plan, arm, seed, tok, base_res, threads))
         a, b = arms[arm["name"]]["per_row"], base_res["per_row"]
         mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
@@ -326,7 +314,7 @@ def plot(summary: dict, plan: dict, path: Path) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--plan", default=str(REPO / "benchmarks" / "smollm2" / "plan.yml"))
+    ap.add_argument("--plan", default=str(HERE / "plan.yml"))
     ap.add_argument("--out", default="runs/smollm2")
     ap.add_argument("--model", default="./smollm2-model", help="made here by make-smollm2 when missing")
     ap.add_argument("--quick", action="store_true", help="a smoke of the whole script, not a result")
@@ -340,13 +328,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     plan = load_plan(Path(a.plan), a.quick)
     out = Path(a.out).resolve()
-    P0.check_out(out, plan)
+    check_out(out, plan)
     base = make_smollm2(Path(a.model).resolve())
-    start, cpu0 = time.time(), P0._cpu()
+    start, cpu0 = time.time(), cpu_seconds()
     results = {s: run_seed(out, base, plan, s, a.threads) for s in plan["seeds"]}
     summary = summarize(results, plan)
     verdict = decision(summary, [x["name"] for x in plan["arms"]])
-    wall, cpu = time.time() - start, P0._cpu() - cpu0
+    wall, cpu = time.time() - start, cpu_seconds() - cpu0
     md = markdown(summary, plan, verdict, results, wall, cpu)
     (out / "table.md").write_text(md)
     plotted = plot(summary, plan, out / "proof.png")

@@ -22,7 +22,7 @@ Rows are written in the ``context_query`` format with the fields ``context``,
 ``query``, ``reference`` and ``user_id`` (plus ``preferences``, ignored by the
 row reader): set ``reference_field: reference`` to keep the references.
 
-    python -m axolotl_mipo.evaluation.synthetic OUT.jsonl --users 16 --queries 4 --seed 0
+    python -m experiments.tasks.synthetic OUT.jsonl --users 16 --queries 4 --seed 0
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
-"""The SmolLM2 proof's statistics and pairs (the run itself is scripts/proof_smollm2.py --quick)."""
+"""The SmolLM2 proof's statistics and pairs (the run itself is python -m experiments.smollm2.run --quick)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("proof_smollm2", REPO / "scripts" / "proof_smollm2.py")
-PS = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(PS)
+from experiments.harness import check_out
+from experiments.smollm2 import run as PS
+
+PLAN = Path(PS.__file__).resolve().parent / "plan.yml"
 
 
 def test_hierarchical_bootstrap_interval_covers_the_pooled_mean_and_widens_with_seed_spread():
@@ -38,12 +37,12 @@ def test_preference_pairs_only_where_the_checkers_order_the_responses():
 
 
 def test_quick_plan_is_one_seed_one_arm(tmp_path):
-    plan = PS.load_plan(REPO / "benchmarks" / "smollm2" / "plan.yml", quick=True)
-    full = PS.load_plan(REPO / "benchmarks" / "smollm2" / "plan.yml", quick=False)
+    plan = PS.load_plan(PLAN, quick=True)
+    full = PS.load_plan(PLAN, quick=False)
     assert plan["quick"] and len(plan["seeds"]) == 1 and len(plan["arms"]) == 1
     assert len(full["seeds"]) >= 3 and {a["strategy"] for a in full["arms"]} == {
         "drop_context", "swap_context", "nearest_context"}
     assert full["personas"]["heldout_users"] * full["personas"]["queries_per_user"] * len(full["seeds"]) >= 128
-    PS.P0.check_out(tmp_path, plan)
+    check_out(tmp_path, plan)
     with pytest.raises(SystemExit, match="different plan"):
-        PS.P0.check_out(tmp_path, full)
+        check_out(tmp_path, full)

@@ -1,15 +1,10 @@
-"""scripts/proof_popi.py: its statistics on known per-row figures, and a one-seed smoke run that resumes."""
+"""experiments/popi/run.py: its statistics on known per-row figures, and a one-seed smoke run that resumes."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("proof_popi", REPO / "scripts" / "proof_popi.py")
-PP = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(PP)
+from experiments.popi import run as PP
 
 
 def _fake(seeds, shift):
@@ -45,10 +40,10 @@ def test_summary_pairs_rows_across_summarizers_and_models(monkeypatch):
 
 
 @pytest.mark.e2e
-def test_smoke_run_measures_both_halves_and_resumes(tmp_path, run_script):
+def test_smoke_run_measures_both_halves_and_resumes(tmp_path, run_study):
     out = tmp_path / "popi"
     args = ("--smoke", "--seeds", "0", "--threads", "1", "--out", str(out))
-    run_script("proof_popi.py", *args)
+    run_study("experiments.popi.run", *args)
     doc = json.loads((out / "results.json").read_text())
     assert doc["smoke"] and set(doc["summary"]["mipo"]) >= {"mi_mean", "accuracy@K2", "pref_accuracy_with_context"}
     seed = out / "seed-0"
@@ -61,6 +56,6 @@ def test_smoke_run_measures_both_halves_and_resumes(tmp_path, run_script):
     assert "summarizer:" not in (seed / "mipo-zero_shot" / "mipo.yml").read_text()
     # resumable: a lost evaluation is redone from the adapters on disk, nothing is retrained
     (seed / "mipo-trained" / "eval-mipo.json").unlink()
-    proc = run_script("proof_popi.py", *args)
+    proc = run_study("experiments.popi.run", *args)
     assert "axolotl train" not in proc.stderr and "reusing" in proc.stderr
     assert (seed / "mipo-trained" / "eval-mipo.json").exists()

@@ -1,6 +1,6 @@
 """Personas for a real instruct model, with preferences that code can check in generated text.
 
-The synthetic task (:mod:`axolotl_mipo.evaluation.synthetic`) is written for a
+The synthetic task (:mod:`experiments.tasks.synthetic`) is written for a
 tiny model trained on its own templates; this set is for a real assistant
 (SmolLM2-135M-Instruct), asked everyday questions by users who state five
 preferences in their system message:
@@ -24,11 +24,11 @@ dominate every "all preferences" figure).
 
 The context states the preferences in sentences drawn from :data:`_PHRASES`,
 so :func:`preferences_from_context` reads them back from any context this
-module wrote (the ``eval --persona-checks`` path); rows also carry them as
+module wrote (``eval --checker experiments.tasks.personas:persona_checker``); rows also carry them as
 ``preferences``. :func:`validate_rows` is the gate for sets written elsewhere:
 a row without the checkable fields is an error naming the row.
 
-    python -m axolotl_mipo.evaluation.personas OUT_DIR --train-users 32 --heldout-users 16 --queries 8 --seed 0
+    python -m experiments.tasks.personas OUT_DIR --train-users 32 --heldout-users 16 --queries 8 --seed 0
 """
 
 from __future__ import annotations
@@ -303,7 +303,7 @@ def validate_preferences(prefs, where: str) -> dict:
     """``prefs`` as checked values; a missing or unusable field is a :class:`PersonaSetError` naming ``where``."""
     if not isinstance(prefs, Mapping):
         raise PersonaSetError(f"{where}: no 'preferences' object with the checkable fields {list(DIMENSIONS)} "
-                              "(write the set with `python -m axolotl_mipo.evaluation.personas`)")
+                              "(write the set with `python -m experiments.tasks.personas`)")
     missing = [d for d in DIMENSIONS if d not in prefs]
     if missing:
         raise PersonaSetError(f"{where}: preferences lack {missing}; the checkers need all of {list(DIMENSIONS)}")

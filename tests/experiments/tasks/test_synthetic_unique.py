@@ -1,9 +1,9 @@
-"""The unique-query synthetic task (axolotl_mipo.evaluation.synthetic_unique)."""
+"""The unique-query synthetic task (experiments.tasks.synthetic_unique)."""
 
 import pytest
 
-from axolotl_mipo.evaluation import synthetic as S
-from axolotl_mipo.evaluation import synthetic_unique as U
+from experiments.tasks import synthetic as S
+from experiments.tasks import synthetic_unique as U
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7])

@@ -1,16 +1,17 @@
 #!/usr/bin/env python
 """Does MIPO make a model use the user's context? A reproducible proof on the CPU.
 
-    python scripts/proof_cpu.py --seeds 0 1 2 --out runs/proof
+    python -m experiments.first_task.run --seeds 0 1 2 --out runs/proof
 
 For each seed, in its own worker process (the seeds run side by side):
 
-1. **Task.** :func:`axolotl_mipo.evaluation.synthetic.make_task` with 32 users
+1. **Task.** :func:`experiments.tasks.synthetic.make_task` with 32 users
    (every combination of length x formality x topic x format) and 10 queries
    each, 320 rows; the rows are shuffled and split into 256 training rows and
    64 held-out rows (a held-out row is a (user, query) pair training never saw;
    its user does appear in training with other queries).
-2. **A weakly personalized base model.** A tiny Llama (hidden 128, 2 layers)
+2. **A weakly personalized base model** (:func:`experiments.harness.train_weak_base`).
+   A tiny Llama (hidden 128, 2 layers)
    whose tokenizer is trained on the task's text, fine-tuned with a plain torch
    loop (cross-entropy on response tokens only, tokenized as TRL tokenizes a
    conversation) on examples drawn from the training rows like this:
@@ -71,24 +72,27 @@ import json
 import math
 import os
 import random
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from experiments.harness import (
+    MAX_NEW_TOKENS,
+    cpu_seconds,
+    logger,
+    mipo_config,
+    run_axolotl,
+    run_seed_workers,
+    train_metrics,
+    train_weak_base,
+    worker_command,
+    worker_threads,
+)
+from experiments.harness.weak_base import ALPHA, P_CONTEXT, SFT_STEPS
 
 N_USERS = 32
 QUERIES_PER_USER = 10
 N_HELDOUT = 64
-ALPHA = 0.25           # share of context rows whose response is the user's own
-P_CONTEXT = 0.5        # share of SFT examples that show the context at all
-SFT_STEPS = 200
-SFT_BATCH = 32
-SFT_LR = 3e-3
-HIDDEN, LAYERS = 128, 2
-MAX_NEW_TOKENS = 128
 K_VALUES = (2, 4, 8)
 
 HEADLINE = ["mi_mean", "accuracy@K2", "accuracy@K4", "accuracy@K8"]
@@ -96,8 +100,7 @@ SECONDARY = ["mi_per_token", "ref_mi_mean", "ref_accuracy@K4", "pref_all", "pref
              "pref_topic", "pref_format", "rouge_l", "meteor", "self_bleu", "distinct_2", "response_tokens"]
 
 
-def log(msg: str) -> None:
-    print(f"[proof {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = logger("proof")
 
 
 # ------------------------------------------------------------------ worker
@@ -109,202 +112,6 @@ def _examples(rows):
     return [Example(index=i, messages=(("user", r["query"]),), context=r["context"], source="heldout",
                     meta={"reference": r["reference"], "user_id": r["user_id"], "preferences": r["preferences"]})
             for i, r in enumerate(rows)]
-
-
-def sft(seed: int, rows, users, out_dir: Path, threads: int, steps: int = SFT_STEPS) -> dict:
-    """Build the tiny model and fine-tune it to follow the context weakly (see the module docstring).
-
-    Also the base model of ``scripts/grid_cpu.py`` on the unique-query task: a row's own ``context``
-    and ``slot`` are used when present (the first task's rows have one context per user and a slot per
-    query, so its base models are unchanged).
-    """
-    import torch
-
-    from axolotl_mipo.data.prompts import build_messages
-    from axolotl_mipo.evaluation import synthetic as S
-    from axolotl_mipo.scoring import tokenize_prompt_response
-    from axolotl_mipo.testing.tiny import TinyModelSpec, build_model, build_tokenizer
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    slot = dict(S.QUERIES)
-    ulist = sorted(users.values(), key=lambda u: u.user_id)
-    crng = random.Random(f"{seed}-corpus")
-    corpus = [u.context for u in ulist] + [q for q, _ in S.QUERIES]
-    slots = [s for _, s in S.QUERIES]
-    if any("slot" in r for r in rows):  # the unique-query task: its own queries, slots and per-row contexts
-        seen = set(corpus)
-        corpus += [t for t in dict.fromkeys(x for r in rows for x in (r["context"], r["query"])) if t not in seen]
-        slots = sorted({r["slot"] for r in rows})
-    corpus += [S.reference_response(crng.choice(ulist), crng.choice(slots), crng) for _ in range(2000)]
-    tok = build_tokenizer(1024, seed, corpus=corpus)
-    spec = TinyModelSpec(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=2 * HIDDEN, seed=seed)
-    model = build_model(tok, spec)
-    rng = random.Random(f"{seed}-sft")
-    counts = {"no_context": 0, "own": 0, "other": 0}
-
-    def sample():
-        r = rng.choice(rows)
-        user = users[r["user_id"]]
-        if rng.random() < P_CONTEXT:
-            ctx = r["context"]  # the user's only context in the first task; this row's phrasing in the second
-            if rng.random() < ALPHA:
-                resp_user = user
-                counts["own"] += 1
-            else:
-                resp_user = rng.choice(ulist)  # may be the user itself: p(own) = alpha + (1 - alpha) / 32
-                counts["other"] += 1
-        else:
-            ctx, resp_user = None, rng.choice(ulist)
-            counts["no_context"] += 1
-        y = S.reference_response(resp_user, r.get("slot") or slot[r["query"]], rng)
-        p_ids, r_ids, _ = tokenize_prompt_response(tok, build_messages([("user", r["query"])], ctx), y)
-        return p_ids, r_ids
-
-    opt = torch.optim.AdamW(model.parameters(), lr=SFT_LR, weight_decay=0.0)
-    warm = 20
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-    model.train()
-    losses = []
-    t0 = time.time()
-    for step in range(steps):
-        batch = [sample() for _ in range(SFT_BATCH)]
-        width = max(len(p) + len(r) for p, r in batch)
-        ids = torch.full((SFT_BATCH, width), tok.pad_token_id, dtype=torch.long)
-        labels = torch.full((SFT_BATCH, width), -100, dtype=torch.long)
-        att = torch.zeros((SFT_BATCH, width), dtype=torch.long)
-        for i, (p, r) in enumerate(batch):
-            seq = p + r
-            ids[i, :len(seq)] = torch.tensor(seq)
-            att[i, :len(seq)] = 1
-            labels[i, len(p):len(seq)] = torch.tensor(r)
-        loss = model(input_ids=ids, attention_mask=att, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        losses.append(loss.item())
-        if step % 50 == 0 or step == steps - 1:
-            log(f"seed {seed}: SFT step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
-    model.eval()
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return {"steps": steps, "batch": SFT_BATCH, "lr": SFT_LR, "alpha": ALPHA, "p_context": P_CONTEXT,
-            "final_loss": sum(losses[-10:]) / 10, "examples": counts, "seconds": time.time() - t0,
-            "params": sum(p.numel() for p in model.parameters())}
-
-
-def mipo_config(seed: int, base: Path, train_path: Path, out: Path, strategy: str = "drop_context") -> dict:
-    return {
-        "base_model": str(base),
-        "tokenizer_type": "AutoTokenizer",
-        "plugins": ["axolotl_mipo.MIPOPlugin"],
-        "rl": "dpo",
-        "mipo": {
-            "datasets": [{"path": str(train_path), "format": "context_query"}],
-            "strategy": strategy,
-            "seed": seed,
-            "generation": {"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.1, "top_p": 0.9,
-                           "batch_size": 32, "device": "cpu"},
-            "loss": "dpo",
-        },
-        "adapter": "lora",
-        "lora_r": 16,
-        "lora_alpha": 32,
-        "lora_dropout": 0.0,
-        "lora_target_linear": True,
-        "sequence_len": 256,
-        "micro_batch_size": 8,
-        "gradient_accumulation_steps": 1,
-        "num_epochs": 2,
-        "learning_rate": 5e-4,
-        "optimizer": "adamw_torch",
-        "lr_scheduler": "cosine",
-        "warmup_ratio": 0.03,
-        "rl_beta": 0.1,
-        "seed": seed,
-        "bf16": False,
-        "fp16": False,
-        "tf32": False,
-        "output_dir": str(out / "mipo"),
-        "dataset_prepared_path": str(out / "prepared"),
-        "save_safetensors": True,
-        "logging_steps": 4,
-        "save_strategy": "no",
-        "dataloader_num_workers": 0,
-    }
-
-
-def run_axolotl(cfg_path: Path, log_path: Path, threads: int) -> str:
-    bindir = os.path.dirname(sys.executable)
-    env = dict(os.environ)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # `axolotl train` re-launches through `accelerate`
-    env.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    with log_path.open("w") as f:
-        proc = subprocess.run([os.path.join(bindir, "axolotl"), "train", str(cfg_path)], cwd=cfg_path.parent,
-                              env=env, stdout=f, stderr=subprocess.STDOUT)
-    text = log_path.read_text(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"axolotl train failed ({proc.returncode}); see {log_path}:\n{text[-3000:]}")
-    return text
-
-
-def _train_metrics(text: str) -> dict:
-    out: dict = {}
-    m = re.search(r"mipo: (\d+) rows -> (\d+) pairs planned, (\d+) kept \((\d+) dropped for an empty response, "
-                  r"(\d+) for identical", text)
-    if m:
-        out.update(rows=int(m[1]), pairs_planned=int(m[2]), pairs_kept=int(m[3]), dropped_empty=int(m[4]),
-                   dropped_identical=int(m[5]))
-    steps = [dict(re.findall(r"'([\w/]+)': '([-\d.e]+)'", line)) for line in re.findall(r"\{'loss'[^}]*\}", text)]
-    if steps:
-        first, last = steps[0], steps[-1]
-        keys = ("loss", "rewards/accuracies", "rewards/margins")
-        out["first_step"] = {k: float(first[k]) for k in keys if k in first}
-        out["last_step"] = {k: float(last[k]) for k in ("loss", "rewards/accuracies", "rewards/margins") if k in last}
-        out["logged_steps"] = len(steps)
-    m = re.search(r"'train_runtime': '([\d.]+)'", text)
-    if m:
-        out["train_runtime_s"] = float(m[1])
-    return out
-
-
-def _cpu() -> float:
-    import resource
-
-    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
-
-
-def check_out(out: Path, plan: dict) -> None:
-    """Refuse to mix results of two plans in one folder (resuming needs the same plan)."""
-    rec = out / "plan.json"
-    if rec.exists():
-        if json.loads(rec.read_text()) != json.loads(json.dumps(plan)):
-            raise SystemExit(f"{out} holds results of a different plan ({rec}); use another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        rec.write_text(json.dumps(plan, indent=1))
-
-
-def stage(path: Path, fn) -> dict:
-    """Run ``fn`` unless its JSON exists (resumable); the JSON is written atomically, with its cost.
-
-    Shared by ``grid_cpu.py`` and ``proof_smollm2.py``, whose stages are resumable."""
-    if path.exists():
-        log(f"reusing {path}")
-        return json.loads(path.read_text())
-    t, c = time.time(), _cpu()
-    result = fn()
-    result["wall_s"], result["cpu_s"] = time.time() - t, _cpu() - c
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, default=str))
-    tmp.replace(path)
-    return result
 
 
 def read_pairs(out: Path, tok, train_rows, strategy: str, seed: int) -> list[dict]:
@@ -349,9 +156,9 @@ def pair_diagnostics(pairs: list[dict], base_dir: Path, adapter: Path, tok) -> d
     user's preferences (what signal the pairs carry).
     """
     from axolotl_mipo.data.prompts import build_messages
-    from axolotl_mipo.evaluation import synthetic as S
     from axolotl_mipo.evaluation.evaluate import load_model
     from axolotl_mipo.scoring import response_logprobs
+    from experiments.tasks import synthetic as S
 
     if not pairs:
         return {}
@@ -391,54 +198,54 @@ def worker(seed: int, out: Path, threads: int, strategy: str = "drop_context") -
     import yaml
     from transformers import AutoTokenizer
 
-    from axolotl_mipo.evaluation import synthetic as S
     from axolotl_mipo.evaluation.evaluate import evaluate_model, load_model
-    from axolotl_mipo.evaluation.synthetic import synthetic_checker
+    from experiments.tasks import synthetic as S
+    from experiments.tasks.synthetic import synthetic_checker
 
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    t, c = time.time(), _cpu()
+    t, c = time.time(), cpu_seconds()
     rows = S.make_task(N_USERS, QUERIES_PER_USER, seed)
     random.Random(f"{seed}-split").shuffle(rows)
     heldout, train = rows[:N_HELDOUT], rows[N_HELDOUT:]
     S.write_jsonl(train, out / "train.jsonl")
     S.write_jsonl(heldout, out / "heldout.jsonl")
     users = S.users_from_rows(rows)
-    sft_info = sft(seed, train, users, out / "sft-model", threads)
-    times["sft"], cpu["sft"] = time.time() - t, _cpu() - c
+    sft_info = train_weak_base(seed, train, users, out / "sft-model", threads)
+    times["sft"], cpu["sft"] = time.time() - t, cpu_seconds() - c
 
     examples = _examples(heldout)
     tok = AutoTokenizer.from_pretrained(out / "sft-model")
     eval_kw = dict(k_values=K_VALUES, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0, top_p=1.0, seed=seed,
                    batch_size=32, checker=synthetic_checker, progress=False)
-    t, c = time.time(), _cpu()
+    t, c = time.time(), cpu_seconds()
     before = evaluate_model(load_model(str(out / "sft-model"), device="cpu"), tok, examples, **eval_kw)
-    times["eval_before"], cpu["eval_before"] = time.time() - t, _cpu() - c
+    times["eval_before"], cpu["eval_before"] = time.time() - t, cpu_seconds() - c
     log(f"seed {seed}: before: MI {before.figures['mi_mean']:.3f}, acc@K4 {before.accuracy_per_k.get(4)}")
 
     cfg_path = out / "mipo.yml"
     cfg_path.write_text(yaml.safe_dump(mipo_config(seed, out / "sft-model", out / "train.jsonl", out, strategy)))
-    t, c = time.time(), _cpu()
+    t, c = time.time(), cpu_seconds()
     log(f"seed {seed}: axolotl train {cfg_path}")
     train_log = run_axolotl(cfg_path, out / "axolotl_train.log", threads)
-    times["axolotl_train"], cpu["axolotl_train"] = time.time() - t, _cpu() - c
+    times["axolotl_train"], cpu["axolotl_train"] = time.time() - t, cpu_seconds() - c
     adapter = out / "mipo"
     if not (adapter / "adapter_model.safetensors").exists():
         raise RuntimeError(f"no adapter in {adapter}")
 
-    t, c = time.time(), _cpu()
+    t, c = time.time(), cpu_seconds()
     after = evaluate_model(load_model(str(out / "sft-model"), str(adapter), device="cpu"), tok, examples, **eval_kw)
-    times["eval_after"], cpu["eval_after"] = time.time() - t, _cpu() - c
-    t, c = time.time(), _cpu()
+    times["eval_after"], cpu["eval_after"] = time.time() - t, cpu_seconds() - c
+    t, c = time.time(), cpu_seconds()
     diag = pair_diagnostics(read_pairs(out, tok, train, strategy, seed), out / "sft-model", adapter, tok)
-    times["pair_diagnostics"], cpu["pair_diagnostics"] = time.time() - t, _cpu() - c
+    times["pair_diagnostics"], cpu["pair_diagnostics"] = time.time() - t, cpu_seconds() - c
     log(f"seed {seed}: after: MI {after.figures['mi_mean']:.3f}, acc@K4 {after.accuracy_per_k.get(4)}")
     result = {
         "seed": seed,
         "sft": sft_info,
-        "mipo_training": _train_metrics(train_log),
+        "mipo_training": train_metrics(train_log),
         "times_s": times,
         "cpu_s": cpu,
         "pair_diagnostics": diag,
@@ -525,38 +332,18 @@ def main(argv=None) -> int:
     out = Path(a.out).resolve()
     os.environ.update(AXOLOTL_DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     if a.worker is not None:
-        worker(a.worker, out, int(os.environ.get("PROOF_THREADS", "1")), a.strategy)
+        worker(a.worker, out, worker_threads(), a.strategy)
         return 0
 
-    start, cpu0 = time.time(), _cpu()
+    start, cpu0 = time.time(), cpu_seconds()
     out.mkdir(parents=True, exist_ok=True)
     jobs = a.jobs or len(a.seeds)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log(f"{len(a.seeds)} seeds, {jobs} at a time, {threads} thread(s) each; logs in {out}/seed*/worker.log")
-    pending = list(a.seeds)
-    running: dict[int, tuple[subprocess.Popen, object]] = {}
-    failed = []
-    while pending or running:
-        while pending and len(running) < jobs:
-            s = pending.pop(0)
-            d = out / f"seed{s}"
-            d.mkdir(parents=True, exist_ok=True)
-            f = (d / "worker.log").open("w")
-            env = dict(os.environ, PROOF_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-            proc = subprocess.Popen([sys.executable, __file__, "--worker", str(s), "--out", str(d),
-                                     "--strategy", a.strategy],
-                                    stdout=f, stderr=subprocess.STDOUT, env=env)
-            running[s] = (proc, f)
-        time.sleep(2)
-        for s, (proc, f) in list(running.items()):
-            if proc.poll() is not None:
-                f.close()
-                del running[s]
-                log(f"seed {s} finished (exit {proc.returncode}) at {time.time() - start:.0f}s")
-                if proc.returncode != 0:
-                    failed.append(s)
-                    tail = (out / f"seed{s}" / "worker.log").read_text(errors="replace")[-3000:]
-                    log(f"seed {s} failed:\n{tail}")
+    failed = run_seed_workers(
+        a.seeds, lambda s: worker_command(__spec__.name, "--worker", str(s), "--out", str(out / f"seed{s}"),
+                                          "--strategy", a.strategy),
+        lambda s: out / f"seed{s}" / "worker.log", jobs, threads)
     if failed:
         log(f"seeds {failed} failed")
         return 1
@@ -566,7 +353,7 @@ def main(argv=None) -> int:
     results = [json.loads((out / f"seed{s}" / "result.json").read_text()) for s in a.seeds]
     runs = [EvalRun(**r[label]) for label in ("before", "after") for r in results]
     md, verdict = table(results)
-    wall, cpu_total = time.time() - start, _cpu() - cpu0
+    wall, cpu_total = time.time() - start, cpu_seconds() - cpu0
     notes = [
         f"{len(a.seeds)} seeds ({', '.join(map(str, a.seeds))}); per seed {N_HELDOUT} held-out rows; "
         f"responses sampled with the context at temperature 1; MI in nats; accuracy@K strict, chance 1/K",

@@ -1,19 +1,19 @@
 #!/usr/bin/env python
 """POPI's trained summarizer against the zero-shot one, on the synthetic task with held-out users (CPU).
 
-    python scripts/proof_popi.py --seeds 0 1 2 --out runs/popi
+    python -m experiments.popi.run --seeds 0 1 2 --out runs/popi
 
 Resumable: every stage of every seed writes its output under ``OUT/seed-N/`` and is skipped when
 that output exists, so rerunning the same command continues where it stopped. Per seed:
 
-1. **Task and pairs.** :func:`axolotl_mipo.evaluation.synthetic.make_task` (32 users x 10 queries);
+1. **Task and pairs.** :func:`experiments.tasks.synthetic.make_task` (32 users x 10 queries);
    the users are split 24 for training, 8 held out (users, not rows: the summarizer never sees a
    held-out user). Each row's held-out pair: chosen = the user's own reference answer, rejected = a
    reference written for another user for the same query (it fails at least one of the user's
    preferences). Written in the ``alignx`` shape: the user's stated preferences as ``Demographic
    Information`` and two of the user's other pairs as ``Pair-wise Comparative Feedback`` (the
    history); the row's own pair is never in its history.
-2. **Base.** ``scripts/proof_cpu.py``'s weakly personalized tiny Llama (its ``sft``).
+2. **Base.** The first study's weakly personalized tiny Llama (:func:`experiments.harness.train_weak_base`).
 3. **Summarizer.** ``axolotl train`` with ``axolotl_mipo.POPIPlugin`` (``rl: grpo``, no vLLM, LoRA)
    on the training users' rows.
 4. **Summaries** of the held-out users' rows, zero-shot (base model) and trained (base + adapter),
@@ -21,7 +21,7 @@ that output exists, so rerunning the same command continues where it stopped. Pe
    accuracy: the row counts when the summary raises the generator's chosen-over-rejected log-ratio
    above the query-alone one (``delta > 0``). Per row, so the two summarizers pair row by row.
 5. **MIPO on each kind of summary.** Two ``axolotl train`` runs of the MIPO plugin on the training
-   users' rows (``drop_context``, ``loss: dpo``, ``proof_cpu.py``'s settings), with
+   users' rows (``drop_context``, ``loss: dpo``, :func:`experiments.harness.mipo_config`), with
    ``context_builder: preference_summary`` written by the base model (zero-shot) or by the trained
    summarizer (``mipo.summary.summarizer``). MIPO's summaries are sampled at its generation
    settings (temperature 0.1); the held-out ones are step 4's greedy ones.
@@ -45,12 +45,19 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from experiments.harness import (
+    evaluate_synthetic,
+    logger,
+    mipo_config,
+    read_train_log,
+    run_axolotl,
+    stage,
+    synthetic_per_row,
+    train_weak_base,
+)
 
 N_USERS, QUERIES_PER_USER, HELDOUT_USERS = 32, 10, 8
 HISTORY_PAIRS = 2
@@ -61,21 +68,20 @@ KINDS = ("zero_shot", "trained")
 EVAL = {"k": [2, 4, 8], "max_new_tokens": 128, "temperature": 1.0, "top_p": 1.0, "batch_size": 32}
 MIPO_METRICS = ["mi_mean", "accuracy@K2", "accuracy@K4", "accuracy@K8", "pref_all", "pref_accuracy_with_context"]
 RESAMPLES = 2000
-SFT_STEPS = 200  # proof_cpu.py's
+SFT_STEPS = 200  # the first study's
 MIPO_OVERRIDES: dict = {}  # top-level axolotl keys set on the MIPO runs (the smoke run's)
-MIPO_NEW_TOKENS: int | None = None  # MIPO's response length; None: proof_cpu.py's
-# --smoke: proves the machinery in a few minutes (the test in tests/scripts); its figures are not results
+MIPO_NEW_TOKENS: int | None = None  # MIPO's response length; None: mipo_config's
+# --smoke: proves the machinery in a few minutes (the test in tests/experiments/popi); its figures are not results
 SMOKE = {"N_USERS": 8, "QUERIES_PER_USER": 4, "HELDOUT_USERS": 2, "SUMMARY_TOKENS": 8, "SFT_STEPS": 4,
          "EVAL": {**EVAL, "k": [2, 4], "max_new_tokens": 8, "batch_size": 16}, "RESAMPLES": 100,
          "MIPO_OVERRIDES": {"max_steps": 2, "micro_batch_size": 4}, "MIPO_NEW_TOKENS": 8}
 
 
-def log(msg: str) -> None:
-    print(f"[popi {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = logger("popi")
 
 
 def task(seed: int, out: Path) -> None:
-    from axolotl_mipo.evaluation import synthetic as S
+    from experiments.tasks import synthetic as S
 
     rows = S.make_task(N_USERS, QUERIES_PER_USER, seed)
     users = S.users_from_rows(rows)
@@ -143,11 +149,11 @@ def measure(seed: int, out: Path) -> dict:
 
     from axolotl_mipo.args import MIPOConfig, MIPODatasetConfig
     from axolotl_mipo.data.rows import load_examples
-    from axolotl_mipo.evaluation import synthetic as S
     from axolotl_mipo.generation.hf import HFBackend
     from axolotl_mipo.generation.summarizer import summarizer_backend
     from axolotl_mipo.pipeline.summary import summarize_contexts
     from axolotl_mipo.popi.reward import FrozenGenerator, POPIReward, RewardSettings, load_generator
+    from experiments.tasks import synthetic as S
 
     base = str(out / "sft-model")
     tok = AutoTokenizer.from_pretrained(base)
@@ -191,11 +197,9 @@ def measure(seed: int, out: Path) -> dict:
 
 
 def mipo_train_config(seed: int, out: Path, kind: str) -> dict:
-    """proof_cpu.py's MIPO run (drop_context, dpo) on the training users, contexts = this kind's summaries."""
-    import proof_cpu as P
-
+    """The first study's MIPO run (drop_context, dpo) on the training users, contexts = this kind's summaries."""
     d = out / f"mipo-{kind}"
-    cfg = P.mipo_config(seed, out / "sft-model", out / "train.jsonl", d)
+    cfg = mipo_config(seed, out / "sft-model", out / "train.jsonl", d)
     m = cfg["mipo"]
     m["datasets"] = [{"path": str(out / "train.jsonl"), "format": "alignx", "context_parts": ["demographics", "pairs"]}]
     m["context_builder"] = "preference_summary"
@@ -212,7 +216,6 @@ def mipo_train_config(seed: int, out: Path, kind: str) -> dict:
 
 
 def evaluate(out: Path, kind: str, seed: int, adapter: Path | None, reference_scores=None) -> dict:
-    import grid_cpu as G
     from transformers import AutoTokenizer
 
     from axolotl_mipo.evaluation.evaluate import load_model
@@ -221,17 +224,16 @@ def evaluate(out: Path, kind: str, seed: int, adapter: Path | None, reference_sc
     rows = [json.loads(x) for x in (out / f"heldout-{kind}.jsonl").read_text().splitlines()]
     tok = AutoTokenizer.from_pretrained(base)
     model = load_model(str(base), str(adapter) if adapter else None, device="cpu")
-    res = G.evaluate(model, tok, rows, {"evaluation": EVAL}, seed, reference_scores=reference_scores)
-    return {"figures": res.figures, "per_row": G.per_row(res, rows), "pair_scores": res.extra.get("pair_scores"),
-            "samples": res.extra.get("samples", [])[:4]}
+    res = evaluate_synthetic(model, tok, rows, EVAL, seed, reference_scores=reference_scores)
+    return {"figures": res.figures, "per_row": synthetic_per_row(res, rows),
+            "pair_scores": res.extra.get("pair_scores"), "samples": res.extra.get("samples", [])[:4]}
 
 
 def worker(seed: int, root: Path, threads: int, max_steps: int) -> dict:
-    import proof_cpu as P
     import torch
     import yaml
 
-    from axolotl_mipo.evaluation import synthetic as S
+    from experiments.tasks import synthetic as S
 
     torch.set_num_threads(threads)
     out = root / f"seed-{seed}"
@@ -242,13 +244,13 @@ def worker(seed: int, root: Path, threads: int, max_steps: int) -> dict:
         rows = [json.loads(x) for x in (out / "task.jsonl").read_text().splitlines()]
         train_users = {json.loads(x)["user_id"] for x in (out / "train.jsonl").read_text().splitlines()}
         train = [r for r in rows if r["user_id"] in train_users]  # held-out users are new to the base too
-        P.sft(seed, train, S.users_from_rows(train), out / "sft-model", threads, steps=SFT_STEPS)
+        train_weak_base(seed, train, S.users_from_rows(train), out / "sft-model", threads, steps=SFT_STEPS)
     if not (out / "summarizer" / "adapter_model.safetensors").exists():
         path = out / "summarizer.yml"
         path.write_text(yaml.safe_dump(summarizer_config(seed, out, max_steps)))
         log(f"seed {seed}: axolotl train {path}")
-        P.run_axolotl(path, out / "summarizer_train.log", threads)
-    result = {"summaries": P.stage(out / "measure.json", lambda: measure(seed, out)), "mipo": {}}
+        run_axolotl(path, out / "summarizer_train.log", threads)
+    result = {"summaries": stage(out / "measure.json", lambda: measure(seed, out)), "mipo": {}}
     for kind in KINDS:
         d = out / f"mipo-{kind}"
         adapter = d / "mipo"
@@ -257,12 +259,11 @@ def worker(seed: int, root: Path, threads: int, max_steps: int) -> dict:
             path = d / "mipo.yml"
             path.write_text(yaml.safe_dump(mipo_train_config(seed, out, kind)))
             log(f"seed {seed}: MIPO on {kind} summaries: axolotl train {path}")
-            P.run_axolotl(path, d / "axolotl_train.log", threads)
-        before = P.stage(d / "eval-base.json", lambda kind=kind: evaluate(out, kind, seed, None))
-        after = P.stage(d / "eval-mipo.json",
+            run_axolotl(path, d / "axolotl_train.log", threads)
+        before = stage(d / "eval-base.json", lambda kind=kind: evaluate(out, kind, seed, None))
+        after = stage(d / "eval-mipo.json",
                         lambda kind=kind, b=before, a=adapter: evaluate(out, kind, seed, a, b.get("pair_scores")))
-        log_text = (d / "axolotl_train.log").read_text(errors="replace") if (d / "axolotl_train.log").exists() else ""
-        result["mipo"][kind] = {"before": before, "after": after, "training": P._train_metrics(log_text)}
+        result["mipo"][kind] = {"before": before, "after": after, "training": read_train_log(d / "axolotl_train.log")}
         log(f"seed {seed}: MIPO on {kind} summaries: MI {before['figures'].get('mi_mean', float('nan')):.3f} -> "
             f"{after['figures'].get('mi_mean', float('nan')):.3f}")
     return result

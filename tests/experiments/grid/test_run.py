@@ -1,16 +1,14 @@
-"""scripts/grid_cpu.py: the plan it reads, its statistics and decision rule, and a one-seed two-arm smoke run."""
+"""experiments/grid/run.py: the plan it reads, its statistics and decision rule, and a one-seed two-arm smoke run."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PLAN = REPO / "benchmarks" / "grid" / "PLAN.md"
-spec = importlib.util.spec_from_file_location("grid_cpu", REPO / "scripts" / "grid_cpu.py")
-G = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(G)
+from experiments.grid import run as G
+from experiments.harness import check_out
+
+PLAN = Path(G.__file__).resolve().parent / "PLAN.md"
 
 
 def test_the_committed_plan_holds_the_sizes_the_issue_asks_for():
@@ -37,10 +35,10 @@ def test_plan_errors_and_the_resume_guard(tmp_path):
     bad.write_text(text)
     with pytest.raises(SystemExit, match="drop_context/kto"):
         G.load_plan(bad, "quick")
-    G.P0.check_out(tmp_path / "o", G.load_plan(PLAN, "smoke"))
-    G.P0.check_out(tmp_path / "o", G.load_plan(PLAN, "smoke"))
+    check_out(tmp_path / "o", G.load_plan(PLAN, "smoke"))
+    check_out(tmp_path / "o", G.load_plan(PLAN, "smoke"))
     with pytest.raises(SystemExit, match="different plan"):
-        G.P0.check_out(tmp_path / "o", G.load_plan(PLAN, "quick"))
+        check_out(tmp_path / "o", G.load_plan(PLAN, "quick"))
 
 
 def _fake_results(plan, effect):
@@ -84,10 +82,10 @@ def test_summary_pairs_rows_applies_holm_and_the_decision_rule():
 
 
 @pytest.mark.e2e
-def test_smoke_run_one_seed_two_arms_resumes_from_its_stages(tmp_path, run_script):
+def test_smoke_run_one_seed_two_arms_resumes_from_its_stages(tmp_path, run_study):
     out = tmp_path / "grid"
     args = ("--plan", str(PLAN), "--out", str(out), "--smoke")
-    run_script("grid_cpu.py", *args)
+    run_study("experiments.grid.run", *args)
     doc = json.loads((out / "grid.json").read_text())
     assert set(doc["verdicts"]) == {"drop_context/dpo", "swap_context/rmipo"}
     for arm in doc["verdicts"]:
@@ -100,7 +98,7 @@ def test_smoke_run_one_seed_two_arms_resumes_from_its_stages(tmp_path, run_scrip
     # resumable: a lost stage is redone from what is on disk (the adapter is not retrained)
     (out / "seed0" / "arm-swap_context-rmipo.json").unlink()
     (out / "seed0" / "done").unlink()
-    run_script("grid_cpu.py", *args)
+    run_study("experiments.grid.run", *args)
     worker = (out / "seed0" / "worker.log").read_text()
     assert "reusing" in worker and worker.count("axolotl train") == 2
     assert json.loads((out / "grid.json").read_text())["effects"].keys() == doc["effects"].keys()

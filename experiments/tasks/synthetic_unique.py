@@ -1,6 +1,6 @@
 """A second synthetic personalization task, shaped like the public datasets: every user asks their own queries.
 
-The first task (:mod:`axolotl_mipo.evaluation.synthetic`) gives every user the same ten queries. Public
+The first task (:mod:`experiments.tasks.synthetic`) gives every user the same ten queries. Public
 personalization data (AlignX, LaMP, PRISM) looks different, and this task copies three of its traits:
 
 * **No query is shared across users.** Each query is built from an ask, a time and a companion
@@ -19,11 +19,11 @@ personalization data (AlignX, LaMP, PRISM) looks different, and this task copies
   ``rejected_field: human_rejected``, ``user_field: user_id`` and ``reference_field: reference``.
 
 The preferences, their checkers and the reference answers are the first task's
-(:func:`~axolotl_mipo.evaluation.synthetic.check_preferences`,
-:func:`~axolotl_mipo.evaluation.synthetic.reference_response`). Rows also carry ``slot``, the phrase a
+(:func:`~experiments.tasks.synthetic.check_preferences`,
+:func:`~experiments.tasks.synthetic.reference_response`). Rows also carry ``slot``, the phrase a
 reference answer refers back to.
 
-    python -m axolotl_mipo.evaluation.synthetic_unique OUT_DIR --users 32 --train 8 --heldout 2 --seed 0
+    python -m experiments.tasks.synthetic_unique OUT_DIR --users 32 --train 8 --heldout 2 --seed 0
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from axolotl_mipo.data.example import Example
-from axolotl_mipo.evaluation import synthetic as S
+from experiments.tasks import synthetic as S
 
 _ASKS: tuple[str, ...] = (
     "What should I do {time}{who}?", "Give me an idea for {time}{who}.", "How could I spend {time}{who}?",
