@@ -134,7 +134,8 @@ def _prism_split(row: dict, ds_cfg, idx: int, source: str) -> Example:
     context = _prism_context(survey, parts, ds_cfg.max_item_chars, idx=idx, source=source)
     history = need_list(row, "conversation_history", idx=idx, source=source, what="prism preset (the human pair)")
     meta: dict[str, Any] = {"user_id": str(row["user_id"])}
-    pair = _prism_pair(history, ds_cfg.rejected_response or OPTIONS["rejected_response"].default, f"{row.get('conversation_id', idx)}")
+    how = ds_cfg.rejected_response or OPTIONS["rejected_response"].default
+    pair = _prism_pair(history, how, f"{row.get('conversation_id', idx)}")
     if pair is not None:
         set_human_pair(meta, clean_text(pair[0]), clean_text(pair[1]))
     return preset_example(idx, query, context, source, meta, what=f"survey fields {parts} are all empty")
