@@ -2,7 +2,9 @@
 
 :func:`get_strategy` resolves a name in this order:
 
-1. the built-in registry (classes decorated with :func:`register_strategy`);
+1. the built-in registry (classes decorated with :func:`register_strategy`). The built-ins register
+   when their modules are imported, which ``axolotl_mipo.pairing``'s ``__init__`` does before any of its
+   modules (this one included) can be used, so this module never imports them back;
 2. the entry points of group ``axolotl_mipo.pairing`` that other installed
    packages declare, e.g. in their ``pyproject.toml``::
 
@@ -67,11 +69,6 @@ def register_strategy(cls: S) -> S:
     return cls
 
 
-def _ensure_builtins() -> None:
-    # the built-ins register themselves on import; importing here avoids a cycle
-    import axolotl_mipo.pairing.strategies  # noqa: F401
-
-
 def _entry_points() -> list[Any]:
     # looked up on the module at call time so that tests can monkeypatch it
     try:
@@ -82,7 +79,6 @@ def _entry_points() -> list[Any]:
 
 def available_strategies() -> list[str]:
     """Sorted names of the built-in strategies and of the installed entry points (none is imported)."""
-    _ensure_builtins()
     names = set(_REGISTRY)
     names.update(ep.name for ep in _entry_points() if getattr(ep, "group", ENTRY_POINT_GROUP) == ENTRY_POINT_GROUP)
     return sorted(names)
@@ -181,7 +177,6 @@ def get_strategy(name: str, **options: Any) -> PairingStrategy:
             f"mipo.strategy must be a non-empty string, got {name!r}; e.g. strategy: drop_context"
         )
     name = name.strip()
-    _ensure_builtins()
     cls = _REGISTRY.get(name)
     if cls is None:
         cls = _load_entry_point(name)
