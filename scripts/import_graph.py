@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # here covers all its modules; a new module outside these must be given a layer (the check says so).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("errors and version compatibility", ("errors", "compat")),
-    ("config and input rows", ("args", "data")),
+    ("loss options and input rows", ("loss_options", "data")),
     ("math: losses, scoring, memory estimates", ("losses", "scoring", "memory")),
     ("generation", ("generation",)),
     ("pairing", ("pairing",)),
+    ("config: the mipo: block, checked against what rows, presets and strategies declare", ("args",)),
     ("pipeline: rows -> pairs -> DPO dataset", ("pipeline",)),
     ("trainer", ("collator", "trainer")),
     ("evaluation", ("evaluation",)),

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from axolotl_mipo.errors import MIPOStrategyError
 from axolotl_mipo.pairing.base import PairingStrategy
 
-__all__ = ["ENTRY_POINT_GROUP", "available_strategies", "get_strategy", "register_strategy"]
+__all__ = ["ENTRY_POINT_GROUP", "available_strategies", "get_strategy", "register_strategy", "strategy_class"]
 
 ENTRY_POINT_GROUP = "axolotl_mipo.pairing"
 
@@ -163,14 +163,14 @@ def _instantiate(cls: type[PairingStrategy], name: str, options: dict[str, Any])
     return strategy
 
 
-def get_strategy(name: str, **options: Any) -> PairingStrategy:
-    """An instance of the strategy called ``name``, built with ``options`` (``mipo.strategy_kwargs``).
+def strategy_class(name: str) -> type[PairingStrategy]:
+    """The class ``name`` resolves to, not instantiated (what :func:`get_strategy` builds).
 
     Resolution order: built-in registry, entry point of group
     ``axolotl_mipo.pairing``, then ``module:object`` path (only for names with
     ``':'``). Raises :class:`MIPOStrategyError` for an unknown name (listing
-    the available ones), a failed import, an object that is not a
-    :class:`PairingStrategy` subclass, or options the class does not accept.
+    the available ones), a failed import, or an object that is not a
+    :class:`PairingStrategy` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise MIPOStrategyError(
@@ -195,4 +195,13 @@ def get_strategy(name: str, **options: Any) -> PairingStrategy:
             f"unknown pairing strategy {name!r}{hint}; mipo.strategy must be one of {', '.join(available)}, "
             f"an entry point of group {ENTRY_POINT_GROUP!r}, or a 'package.module:ClassName' path"
         )
-    return _instantiate(cls, name, options)
+    return cls
+
+
+def get_strategy(name: str, **options: Any) -> PairingStrategy:
+    """An instance of the strategy called ``name`` (:func:`strategy_class`), built with ``options``
+    (``mipo.strategy_kwargs``). Raises :class:`MIPOStrategyError` as :func:`strategy_class` does, and for
+    options the class does not accept.
+    """
+    cls = strategy_class(name)
+    return _instantiate(cls, name.strip(), options)
