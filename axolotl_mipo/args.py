@@ -134,9 +134,10 @@ class MIPODatasetConfig(StrictModel):
         return v
 
     def _given(self, key: str) -> bool:
-        """Whether the user set ``key`` (a key whose default is not ``None`` counts only when written)."""
-        return getattr(self, key) is not None and (key in self.model_fields_set
-                                                    or type(self).model_fields[key].default is None)
+        """Whether ``key`` holds a value of its own (not ``None``, not its default: a dumped and reloaded config
+        writes every default)."""
+        value = getattr(self, key)
+        return value is not None and value != type(self).model_fields[key].default
 
     @model_validator(mode="after")
     def _format_options(self) -> MIPODatasetConfig:

@@ -28,8 +28,9 @@ OPTIONS = {
     "context_parts": PresetOption(default=PRISM_DEFAULT_PARTS, check=named_parts("prism")),
     "max_item_chars": PresetOption(),
     "rejected_response": PresetOption(default="worst"),
-    "survey_config": PresetOption(default="survey"),
-    "conversations_config": PresetOption(default="conversations"),
+    # the hub configs to read; their defaults ("survey", "conversations") are the dataset fields' own
+    "survey_config": PresetOption(),
+    "conversations_config": PresetOption(),
 }
 
 
