@@ -1,10 +1,15 @@
-"""The plugin's options: the ``mipo:`` block of an Axolotl YAML, and the loss options as training arguments.
+"""The plugin's options: the ``mipo:`` block of an Axolotl YAML (and the loss options, re-exported).
 
-Like Axolotl's ``integrations/kd/args.py``, this module holds both the pydantic
-model of the config block and the training-arguments mixin, and imports nothing
-heavy: Axolotl imports the mixin while its own training-args module is still
-loading, so importing torch, TRL or Axolotl's trainers from here would be
-circular.
+Like Axolotl's ``integrations/kd/args.py``, this module is what Axolotl imports
+for the config schema and the training-arguments mixin (declared in
+:mod:`axolotl_mipo.loss_options`, importable from here too), and imports
+nothing heavy at module level: Axolotl imports the mixin while its own
+training-args module is still loading. The validators import what they check
+against when they run: the row formats and the presets' declared options
+(:mod:`axolotl_mipo.data`), and what each pairing strategy declares
+(:func:`axolotl_mipo.pairing.mixing.check_dataset_formats`), so this module sits
+above pairing in the layers and a rule about a preset or a strategy is written
+where that preset or strategy is.
 
 Axolotl merges this pydantic model into its config schema and silently drops
 keys it does not know. To make a typo fail loudly, every option lives in one
@@ -46,7 +51,7 @@ def _pydantic_field(f) -> tuple[Any, Any]:
     return ann, Field(default=f.default, description=meta["help"], **bounds)
 
 
-# the mipo: block's loss options, built from the declaration above (MIPOConfig inherits them)
+# the mipo: block's loss options, built from their declaration in loss_options (MIPOConfig inherits them)
 _LossOptions = create_model(
     "_LossOptions", __base__=StrictModel, **{name: _pydantic_field(f) for name, f in LOSS_OPTIONS.items()}
 )
