@@ -1,10 +1,15 @@
-"""The plugin's options: the ``mipo:`` block of an Axolotl YAML, and the loss options as training arguments.
+"""The plugin's options: the ``mipo:`` block of an Axolotl YAML (and the loss options, re-exported).
 
-Like Axolotl's ``integrations/kd/args.py``, this module holds both the pydantic
-model of the config block and the training-arguments mixin, and imports nothing
-heavy: Axolotl imports the mixin while its own training-args module is still
-loading, so importing torch, TRL or Axolotl's trainers from here would be
-circular.
+Like Axolotl's ``integrations/kd/args.py``, this module is what Axolotl imports
+for the config schema and the training-arguments mixin (declared in
+:mod:`axolotl_mipo.loss_options`, importable from here too), and imports
+nothing heavy at module level: Axolotl imports the mixin while its own
+training-args module is still loading. The validators import what they check
+against when they run: the row formats and the presets' declared options
+(:mod:`axolotl_mipo.data`), and what each pairing strategy declares
+(:func:`axolotl_mipo.pairing.mixing.check_dataset_formats`), so this module sits
+above pairing in the layers and a rule about a preset or a strategy is written
+where that preset or strategy is.
 
 Axolotl merges this pydantic model into its config schema and silently drops
 keys it does not know. To make a typo fail loudly, every option lives in one
@@ -17,60 +22,25 @@ written flat instead of inside the block).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from axolotl_mipo.errors import MIPOConfigError
+from axolotl_mipo.loss_options import (  # noqa: F401 - the loss options' public names, also importable from here
+    LOSS_OPTIONS,
+    MIPOLossSettings,
+    MIPOTrainingArgsMixin,
+    training_args_from_config,
+    validate_options,
+    with_defaults,
+)
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A model that refuses unknown keys (Axolotl would drop them silently) and checks assignments."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# --------------------------------------------------------------------------- loss options, declared once
-@dataclass
-class MIPOTrainingArgsMixin:
-    """The loss options, declared once, as training-argument fields (Axolotl merges this into ``AxolotlDPOConfig``).
-
-    As TRL's ``DPOConfig`` declares a field, each option is one dataclass field
-    with its default and, in its metadata, its ``help``, its allowed values
-    (``choices``) and its bounds (``gt``/``ge``). Everything else derives from
-    these fields: the ``mipo:`` block's pydantic fields (the same names without
-    the ``mipo_`` prefix), :func:`training_args_from_config`,
-    :class:`MIPOLossSettings` and the checks of both; ``tests/test_args.py``
-    compares them with the README's config reference.
-    """
-
-    mipo_loss: str = field(default="dpo", metadata={
-        "help": "the loss: DPO, RMiPO's MI-modulated margin, PerCE token weights, or both",
-        "choices": ("dpo", "rmipo", "perce", "rmipo+perce")})
-    mipo_rmipo_form: str = field(default="reference_free", metadata={
-        "help": "reference_free (SimPO-style, as liavonpenn/rmipo) or dpo (keeps the reference log-ratios)",
-        "choices": ("reference_free", "dpo")})
-    mipo_rmipo_beta: float = field(default=2.0, metadata={
-        "help": "beta of the reference-free RMiPO form", "gt": 0.0})
-    mipo_rmipo_gamma_min: float = field(default=0.3, metadata={"help": "RMiPO margin for a large PMI gap"})
-    mipo_rmipo_gamma_max: float = field(default=1.6, metadata={"help": "RMiPO margin for a zero/negative PMI gap"})
-    mipo_rmipo_pmi_from: str = field(default="policy", metadata={
-        "help": "the model that scores each pair's PMI: the policy every step (as liavonpenn/rmipo), or the frozen "
-                "reference once, with precompute_ref_log_probs",
-        "choices": ("policy", "reference")})
-    mipo_perce_alpha: float = field(default=1.0, metadata={
-        "help": "weight of the auxiliary PerCE term on chosen", "ge": 0.0})
-    mipo_perce_clip_min: float = field(default=0.8, metadata={"help": "PerCE weight lower clip m"})
-    mipo_perce_clip_max: float = field(default=5.0, metadata={"help": "PerCE weight upper clip M"})
-    mipo_perce_token_weighted_dpo: bool = field(default=True, metadata={
-        "help": "weight the DPO sequence log-probs of policy and reference by PerCE weights"})
-    mipo_perce_weights_from: str = field(default="policy", metadata={
-        "help": "policy (recomputed every step) or reference (computed once with precompute_ref_log_probs)",
-        "choices": ("policy", "reference")})
-
-
-_PREFIX = "mipo_"
-LOSS_OPTIONS = {f.name[len(_PREFIX):]: f for f in fields(MIPOTrainingArgsMixin)}
-"""The loss options by their ``mipo:`` name (``loss``, ``rmipo_beta``...), each its mixin field."""
 
 
 def _pydantic_field(f) -> tuple[Any, Any]:
@@ -81,13 +51,13 @@ def _pydantic_field(f) -> tuple[Any, Any]:
     return ann, Field(default=f.default, description=meta["help"], **bounds)
 
 
-# the mipo: block's loss options, built from the declaration above (MIPOConfig inherits them)
+# the mipo: block's loss options, built from their declaration in loss_options (MIPOConfig inherits them)
 _LossOptions = create_model(
-    "_LossOptions", __base__=_Strict, **{name: _pydantic_field(f) for name, f in LOSS_OPTIONS.items()}
+    "_LossOptions", __base__=StrictModel, **{name: _pydantic_field(f) for name, f in LOSS_OPTIONS.items()}
 )
 
 
-class MIPODatasetConfig(_Strict):
+class MIPODatasetConfig(StrictModel):
     """One input dataset and how its rows split into user context and query."""
 
     path: str = Field(description="local file (.jsonl/.json/.csv/.parquet) or folder, or a datasets hub name")
@@ -159,59 +129,66 @@ class MIPODatasetConfig(_Strict):
         import difflib
 
         from axolotl_mipo.data.presets import PRESET_NAMES
+        from axolotl_mipo.data.rows import GENERIC_FORMATS
 
-        known = ("context_query", "messages", "prompt", *PRESET_NAMES)
+        known = (*GENERIC_FORMATS, *PRESET_NAMES)
         if v not in known:
             close = difflib.get_close_matches(v, known, n=1, cutoff=0.5)
             raise ValueError(f"unknown format {v!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                              + f" (known: {', '.join(known)})")
         return v
 
+    def _given(self, key: str) -> bool:
+        """Whether ``key`` holds a value of its own (not ``None``, not its default: a dumped and reloaded config
+        writes every default)."""
+        value = getattr(self, key)
+        return value is not None and value != type(self).model_fields[key].default
+
     @model_validator(mode="after")
-    def _preset_options(self) -> "MIPODatasetConfig":
-        from axolotl_mipo.data.presets import ALIGNX_PARTS, PRESET_NAMES
+    def _format_options(self) -> MIPODatasetConfig:
+        """The preset options each preset declares (``Preset.options``), and the generic formats' own keys."""
+        from axolotl_mipo.data.presets import PRESETS, preset_option_keys
+        from axolotl_mipo.data.rows import FORMATS_WITHOUT_CONTEXT
 
         def refuse(key: str, why: str):
             raise ValueError(f"mipo.datasets[].{key}: {why}")
 
-        preset = self.format if self.format in PRESET_NAMES else None
-        for key in ("context_parts", "item_order", "outputs_file", "rejected_response"):
-            if getattr(self, key) is not None and preset is None:
+        preset = PRESETS.get(self.format)
+        for key, owners in preset_option_keys().items():
+            if not self._given(key):
+                continue
+            if preset is None:
                 refuse(key, f"is an option of the dataset presets, not of format {self.format!r}")
-        if preset is None and (self.max_items is not None or self.max_item_chars is not None):
-            refuse("max_items" if self.max_items is not None else "max_item_chars",
-                   f"is an option of the dataset presets, not of format {self.format!r}")
-        if self.context_parts is not None:
-            if preset not in ("alignx", "prism"):
-                refuse("context_parts", f"is an option of alignx and prism, not of {preset}")
-            if not self.context_parts:
-                refuse("context_parts", "is empty; name at least one part")
-            if preset == "alignx":
-                bad = [p for p in self.context_parts if p not in ALIGNX_PARTS]
-                if bad:
-                    refuse("context_parts", f"{bad[0]!r} is not an alignx part; use {', '.join(ALIGNX_PARTS)}")
+            if key not in preset.options:
+                refuse(key, f"is an option of {_and(owners)}, not of {preset.name}")
+            why = preset.options[key].problem(getattr(self, key))
+            if why:
+                refuse(key, why)
         for key in ("chosen_field", "rejected_field", "user_field"):
             if getattr(self, key) is not None and preset is not None:
-                refuse(key, f"is an option of the generic formats; the {preset} preset reads its own pairs and users")
+                refuse(key, f"is an option of the generic formats; the {preset.name} preset reads its own pairs "
+                       "and users")
         if (self.chosen_field is None) != (self.rejected_field is None):
             refuse("chosen_field" if self.chosen_field is None else "rejected_field",
                    "is missing; a human pair needs both chosen_field and rejected_field")
-        if self.chosen_field is not None and self.format == "prompt":
-            refuse("chosen_field", "is an option of context_query and messages; prompt rows have no user context")
-        if self.item_order is not None and preset != "lamp":
-            refuse("item_order", f"is an option of lamp, not of {preset}")
-        if self.outputs_file is not None and preset != "lamp":
-            refuse("outputs_file", f"is an option of lamp, not of {preset}")
-        if self.rejected_response is not None:
-            if preset not in ("prism", "community_alignment"):
-                refuse("rejected_response", f"is an option of prism and community_alignment, not of {preset}")
-            if preset == "community_alignment" and self.rejected_response == "worst":
-                refuse("rejected_response", "community_alignment has no per-response scores, so there is no "
-                       "worst response; use random or first")
+        if self.chosen_field is not None and self.format in FORMATS_WITHOUT_CONTEXT:
+            refuse("chosen_field", f"is an option of context_query and messages; {self.format} rows have no user "
+                   "context")
         return self
 
+    @property
+    def has_context(self) -> bool:
+        """Whether this dataset's rows carry a user context (every format but ``prompt``)."""
+        from axolotl_mipo.data.rows import FORMATS_WITHOUT_CONTEXT
 
-class MIPOGenerationConfig(_Strict):
+        return self.format not in FORMATS_WITHOUT_CONTEXT
+
+
+def _and(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+class MIPOGenerationConfig(StrictModel):
     """How the base model generates the chosen and rejected responses (paper defaults)."""
 
     backend: Literal["hf", "vllm", "openai"] = Field(
@@ -272,7 +249,7 @@ class MIPOGenerationConfig(_Strict):
         return self
 
 
-class MIPOSummaryConfig(_Strict):
+class MIPOSummaryConfig(StrictModel):
     """POPI preference summaries (``context_builder: preference_summary``)."""
 
     max_new_tokens: int = Field(default=128, ge=1, description="tokens the model may write per summary")
@@ -308,7 +285,7 @@ class MIPOSummaryConfig(_Strict):
         return v
 
 
-class StrategyWeight(_Strict):
+class StrategyWeight(StrictModel):
     """One entry of a weighted list of pairing strategies (``mipo.strategy: [{name, weight, kwargs}]``)."""
 
     name: str = Field(description="pairing strategy: a registered name, an entry point, or module:object")
@@ -323,23 +300,14 @@ class StrategyWeight(_Strict):
         return v.strip()
 
 
-# strategies that need a user context in every row, and the one that needs prompt-only rows
-_CONTEXT_STRATEGIES = ("drop_context", "swap_context", "nearest_context")
+class PromptFormatOptions(StrictModel):
+    """Where a user context goes in a prompt: the same keys in the ``mipo:`` and ``popi:`` blocks.
 
-
-class MIPOConfig(_LossOptions):
-    """Every option of axolotl-mipo (the loss options come from :class:`MIPOTrainingArgsMixin`).
-
-    See the README's config reference.
+    ``block`` names the block in the messages (``mipo.context_template must ...``).
     """
 
-    datasets: list[MIPODatasetConfig] = Field(min_length=1)
-    strategy: str | list[StrategyWeight] = Field(
-        default="drop_context",
-        description="pairing strategy: a registered name, an axolotl_mipo.pairing entry point, or module:object; "
-        "or a list of {name, weight, kwargs} to mix several (each row goes to one, by a seeded weighted draw)",
-    )
-    strategy_kwargs: dict[str, Any] = Field(default_factory=dict)
+    block: ClassVar[str] = "mipo"
+
     context_placement: Literal["system", "user_prefix"] = Field(
         default="system",
         description="where the context goes in the prompt: a system message, or prepended to the first user turn",
@@ -352,6 +320,35 @@ class MIPOConfig(_LossOptions):
         default="{context}\n\n{query}",
         description="context_placement user_prefix: how context and first user turn are joined",
     )
+
+    @field_validator("context_template")
+    @classmethod
+    def _template_has_context(cls, v: str) -> str:
+        if "{context}" not in v:
+            raise ValueError(f"{cls.block}.context_template must contain '{{context}}'")
+        return v
+
+    @field_validator("user_prefix_template")
+    @classmethod
+    def _prefix_template(cls, v: str) -> str:
+        if "{context}" not in v or "{query}" not in v:
+            raise ValueError(f"{cls.block}.user_prefix_template must contain both '{{context}}' and '{{query}}'")
+        return v
+
+
+class MIPOConfig(_LossOptions, PromptFormatOptions):
+    """Every option of axolotl-mipo (the loss options come from :class:`MIPOTrainingArgsMixin`).
+
+    See the README's config reference.
+    """
+
+    datasets: list[MIPODatasetConfig] = Field(min_length=1)
+    strategy: str | list[StrategyWeight] = Field(
+        default="drop_context",
+        description="pairing strategy: a registered name, an axolotl_mipo.pairing entry point, or module:object; "
+        "or a list of {name, weight, kwargs} to mix several (each row goes to one, by a seeded weighted draw)",
+    )
+    strategy_kwargs: dict[str, Any] = Field(default_factory=dict)
     seed: int = 42
     cache_dir: str | None = Field(
         default=None, description="generation cache folder (default: <dataset_prepared_path or output_dir>/mipo_cache)"
@@ -376,20 +373,6 @@ class MIPOConfig(_LossOptions):
     )
     dedupe_rows: bool = Field(default=True, description="drop exact duplicate rows (same context and conversation)")
 
-    @field_validator("context_template")
-    @classmethod
-    def _template_has_context(cls, v: str) -> str:
-        if "{context}" not in v:
-            raise ValueError("mipo.context_template must contain '{context}'")
-        return v
-
-    @field_validator("user_prefix_template")
-    @classmethod
-    def _prefix_template(cls, v: str) -> str:
-        if "{context}" not in v or "{query}" not in v:
-            raise ValueError("mipo.user_prefix_template must contain both '{context}' and '{query}'")
-        return v
-
     @field_validator("strategy")
     @classmethod
     def _strategy_nonempty(cls, v: str | list[StrategyWeight]) -> str | list[StrategyWeight]:
@@ -407,44 +390,25 @@ class MIPOConfig(_LossOptions):
         return [self.strategy] if isinstance(self.strategy, str) else [s.name for s in self.strategy]
 
     @model_validator(mode="after")
-    def _combinations(self) -> "MIPOConfig":
-        if self.rmipo_gamma_min > self.rmipo_gamma_max:
-            raise ValueError(
-                f"mipo.rmipo_gamma_min ({self.rmipo_gamma_min}) must be <= "
-                f"mipo.rmipo_gamma_max ({self.rmipo_gamma_max})"
-            )
-        if self.perce_clip_min > self.perce_clip_max:
-            raise ValueError(
-                f"mipo.perce_clip_min ({self.perce_clip_min}) must be <= mipo.perce_clip_max ({self.perce_clip_max})"
-            )
+    def _combinations(self) -> MIPOConfig:
+        from axolotl_mipo.pairing.mixing import check_dataset_formats
+
+        # the loss options' own rules (their cross-field ones included), as the training arguments check them
+        validate_options(with_defaults(lambda name: getattr(self, name[len("mipo_"):])))
         if not isinstance(self.strategy, str) and self.strategy_kwargs:
             raise ValueError(
                 "mipo.strategy_kwargs cannot be used with a list of strategies; give each entry its own kwargs"
             )
-        # in a weighted list every row can go to any entry, so every entry's constraint applies to all data
-        for name in dict.fromkeys(self.strategy_names):
-            if name == "mismatched_prompt":
-                bad = [i for i, d in enumerate(self.datasets) if d.format != "prompt"]
-                if bad:
-                    raise ValueError(
-                        f"mipo.strategy mismatched_prompt is the reasoning variant and needs format: prompt; "
-                        f"mipo.datasets[{bad[0]}].format is {self.datasets[bad[0]].format!r}"
-                    )
-            elif name in _CONTEXT_STRATEGIES:
-                bad = [i for i, d in enumerate(self.datasets) if d.format == "prompt"]
-                if bad:
-                    raise ValueError(
-                        f"mipo.strategy {name} needs a user context, but mipo.datasets[{bad[0]}].format is "
-                        "'prompt' (no context); use format context_query or messages, or strategy "
-                        "mismatched_prompt"
-                    )
-        if self.context_builder == "preference_summary":
-            bad = [i for i, d in enumerate(self.datasets) if d.format == "prompt"]
-            if bad:
-                raise ValueError(
-                    f"mipo.context_builder preference_summary summarizes each row's user context (history), but "
-                    f"mipo.datasets[{bad[0]}].format is 'prompt' (no context); use format context_query or messages"
-                )
+        check_dataset_formats(self.strategy, self.strategy_kwargs, [d.format for d in self.datasets],
+                              [d.has_context for d in self.datasets])
+        no_context = [i for i, d in enumerate(self.datasets) if not d.has_context]
+        if self.context_builder == "preference_summary" and no_context:
+            i = no_context[0]
+            raise ValueError(
+                f"mipo.context_builder preference_summary summarizes each row's user context (history), but "
+                f"mipo.datasets[{i}].format is {self.datasets[i].format!r} (no context); use format context_query "
+                "or messages"
+            )
         if self.summary.summarizer is not None:
             if self.context_builder != "preference_summary":
                 raise ValueError("mipo.summary.summarizer writes preference summaries; it needs "
@@ -452,10 +416,10 @@ class MIPOConfig(_LossOptions):
             if self.generation.backend != "hf":
                 raise ValueError(f"mipo.summary.summarizer generates with the hf backend, not "
                                  f"{self.generation.backend}; set mipo.generation.backend: hf or remove summarizer")
-        if "perce" in self.loss and any(d.format == "prompt" for d in self.datasets):
+        if "perce" in self.loss and no_context:
             raise ValueError(
-                "mipo.loss perce weights tokens by their dependence on the user context, but a dataset has "
-                "format 'prompt' (no context); use loss dpo or rmipo"
+                f"mipo.loss perce weights tokens by their dependence on the user context, but a dataset has "
+                f"format {self.datasets[no_context[0]].format!r} (no context); use loss dpo or rmipo"
             )
         return self
 
@@ -512,28 +476,32 @@ def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def validate_mipo_block(raw: Any) -> MIPOConfig:
-    """Validate the ``mipo:`` block, turning pydantic's errors into one message per bad key.
-
-    Unknown keys get a "did you mean" from the known names at that level.
-    """
+def validate_block(model: type[PromptFormatOptions], raw: Any) -> Any:
+    """``raw`` validated as ``model`` (the ``mipo:`` or ``popi:`` block), pydantic's errors turned into one
+    message per bad key, each named from the block down; unknown keys get a "did you mean" from the known
+    names at that level."""
     import difflib
 
     from pydantic import ValidationError
 
     try:
-        return MIPOConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         lines = []
         for e in _union_branch_errors(exc.errors(), raw):
             loc = e["loc"]
-            where = "mipo" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+            where = model.block + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
             msg = e["msg"]
             if e["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(str(loc[-1]), _known_fields(MIPOConfig, loc), n=1)
+                close = difflib.get_close_matches(str(loc[-1]), _known_fields(model, loc), n=1)
                 msg = "unknown option" + (f"; did you mean {close[0]!r}?" if close else "")
             lines.append(f"{where}: {msg}")
-        raise MIPOConfigError("invalid 'mipo:' block:\n  " + "\n  ".join(lines)) from None
+        raise MIPOConfigError(f"invalid '{model.block}:' block:\n  " + "\n  ".join(lines)) from None
+
+
+def validate_mipo_block(raw: Any) -> MIPOConfig:
+    """The ``mipo:`` block, validated (see :func:`validate_block`)."""
+    return validate_block(MIPOConfig, raw)
 
 
 def as_config(raw: Any) -> MIPOConfig:
@@ -543,125 +511,3 @@ def as_config(raw: Any) -> MIPOConfig:
     if isinstance(raw, MIPOConfig):
         return raw
     return MIPOConfig.model_validate(dict(raw))
-
-
-# --------------------------------------------------------------------------- loss options as the trainer sees them
-def _validate_options(opts: dict) -> None:
-    """Raise ``MIPOConfigError`` naming the ``mipo.*`` key of the first bad value (``opts``: mixin field names)."""
-
-    def bad(name: str, why: str):
-        raise MIPOConfigError(f"mipo.{name[len(_PREFIX):]}: {why}")
-
-    for f in fields(MIPOTrainingArgsMixin):
-        value, meta = opts[f.name], f.metadata
-        if "choices" in meta and value not in meta["choices"]:
-            bad(f.name, f"{value!r} is not one of {list(meta['choices'])}")
-        if "gt" in meta and not value > meta["gt"]:
-            bad(f.name, f"must be > {meta['gt']:g}")
-        if "ge" in meta and not value >= meta["ge"]:
-            bad(f.name, f"must be >= {meta['ge']:g}")
-    if opts["mipo_rmipo_gamma_min"] > opts["mipo_rmipo_gamma_max"]:
-        bad("mipo_rmipo_gamma_min", "must be <= rmipo_gamma_max")
-    if opts["mipo_perce_clip_min"] > opts["mipo_perce_clip_max"]:
-        bad("mipo_perce_clip_min", "must be <= perce_clip_max")
-
-
-def _with_defaults(get) -> dict:
-    """Every mixin field: ``get(name)``, or the field's default where that is ``None``; floats and bools cast."""
-    out = {}
-    for f in fields(MIPOTrainingArgsMixin):
-        value = get(f.name)
-        value = f.default if value is None else value
-        out[f.name] = float(value) if f.type in (float, "float") else bool(value) if f.type in (bool, "bool") else value
-    return out
-
-
-def training_args_from_config(mipo_cfg: Any) -> dict:
-    """The ``mipo_*`` training-argument fields for a ``mipo:`` block.
-
-    Accepts the validated ``MIPOConfig``, or a plain dict / ``DictDefault`` of the
-    block (missing or ``None`` keys take the defaults; keys that are not loss
-    options, such as ``datasets``, are ignored). Returns every field of
-    :class:`MIPOTrainingArgsMixin`.
-    """
-    if mipo_cfg is None:
-        data: dict = {}
-    elif isinstance(mipo_cfg, BaseModel):
-        data = mipo_cfg.model_dump()
-    else:
-        data = dict(mipo_cfg)
-    out = _with_defaults(lambda name: data.get(name[len(_PREFIX):]))
-    _validate_options(out)
-    return out
-
-
-@dataclass(frozen=True)
-class MIPOLossSettings:
-    """The loss options as the trainer uses them (the mixin's fields without the prefix), with derived switches.
-
-    Built only by :meth:`from_args`, which fills every field from the training
-    arguments or the declaration's defaults; the import-time check below keeps
-    the field names equal to the declaration's.
-    """
-
-    loss: str
-    rmipo_form: str
-    rmipo_beta: float
-    rmipo_gamma_min: float
-    rmipo_gamma_max: float
-    rmipo_pmi_from: str
-    perce_alpha: float
-    perce_clip_min: float
-    perce_clip_max: float
-    perce_token_weighted_dpo: bool
-    perce_weights_from: str
-
-    @classmethod
-    def from_args(cls, args: Any) -> "MIPOLossSettings":
-        """From training arguments (``None``, or args without ``mipo_*`` fields: the defaults, i.e. plain DPO)."""
-        opts = _with_defaults(lambda name: getattr(args, name, None))
-        _validate_options(opts)
-        return cls(**{name[len(_PREFIX):]: value for name, value in opts.items()})
-
-    @property
-    def uses_rmipo(self) -> bool:
-        return "rmipo" in self.loss
-
-    @property
-    def uses_perce(self) -> bool:
-        return "perce" in self.loss
-
-    @property
-    def needs_reference(self) -> bool:
-        """Whether the preference term has reference log-ratios (DPO and RMiPO's DPO form)."""
-        return self.loss in ("dpo", "perce") or (self.uses_rmipo and self.rmipo_form == "dpo")
-
-    @property
-    def token_weighted(self) -> bool:
-        return self.uses_perce and self.perce_token_weighted_dpo
-
-    @property
-    def needs_ref_tokens(self) -> bool:
-        """Precomputed reference data must keep per-token log-probs (weights change the sums)."""
-        return self.needs_reference and self.token_weighted
-
-    @property
-    def ref_pmi(self) -> bool:
-        return self.uses_rmipo and self.rmipo_pmi_from == "reference"
-
-    @property
-    def ref_weights(self) -> bool:
-        return self.uses_perce and self.perce_weights_from == "reference"
-
-    @property
-    def ref_extras(self) -> bool:
-        """Precomputing reference data also computes PerCE weights or RMiPO PMIs (beyond TRL's sums)."""
-        return self.ref_weights or self.ref_pmi
-
-    @property
-    def policy_weights(self) -> bool:
-        return self.uses_perce and self.perce_weights_from == "policy"
-
-
-if [f.name for f in fields(MIPOLossSettings)] != list(LOSS_OPTIONS):
-    raise TypeError("MIPOLossSettings' fields must be MIPOTrainingArgsMixin's without the mipo_ prefix, in order")

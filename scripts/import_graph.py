@@ -3,7 +3,7 @@
     python scripts/import_graph.py            # Mermaid graph of the packages and top-level modules
     python scripts/import_graph.py --modules  # one node per module
     python scripts/import_graph.py --dot      # Graphviz DOT instead of Mermaid
-    python scripts/import_graph.py --check    # exit 1 if a module imports a higher layer
+    python scripts/import_graph.py --check    # exit 1 if a module imports a higher layer or a cycle exists
 
 Every import counts, including the ones inside functions (imported late for
 speed, they are dependencies all the same). ``tests/test_layers.py`` runs the
@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # here covers all its modules; a new module outside these must be given a layer (the check says so).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("errors and version compatibility", ("errors", "compat")),
-    ("config and input rows", ("args", "data")),
+    ("loss options and input rows", ("loss_options", "data")),
     ("math: losses, scoring, memory estimates", ("losses", "scoring", "memory")),
     ("generation", ("generation",)),
     ("pairing", ("pairing",)),
+    ("config: the mipo: block, checked against what rows, presets and strategies declare", ("args",)),
     ("pipeline: rows -> pairs -> DPO dataset", ("pipeline",)),
     ("trainer", ("collator", "trainer")),
     ("evaluation", ("evaluation",)),
@@ -118,6 +119,51 @@ def violations(g: dict[str, set[str]]) -> list[str]:
     return out
 
 
+def cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle: the strongly connected components of more than one module (or a module importing
+    itself), each sorted, found by Tarjan's algorithm without recursion."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(g):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(g[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, targets = work[-1]
+            for t in targets:
+                if t not in g:
+                    continue
+                if t not in index:
+                    index[t] = low[t] = len(index)
+                    stack.append(t)
+                    on_stack.add(t)
+                    work.append((t, iter(sorted(g[t]))))
+                    break
+                if t in on_stack:
+                    low[node] = min(low[node], index[t])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    comp = []
+                    while True:
+                        m = stack.pop()
+                        on_stack.discard(m)
+                        comp.append(m)
+                        if m == node:
+                            break
+                    if len(comp) > 1 or node in g[node]:
+                        out.append(sorted(comp))
+    return sorted(out)
+
+
 def _node(module: str, by_module: bool) -> str:
     rest = module.split(".")[1:]
     if not rest:
@@ -161,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     g = graph()
     if a.check:
-        bad = violations(g) + forbidden_imports()
-        print("\n".join(bad) if bad else f"layering ok: {len(g)} modules, no import of a higher layer")
+        bad = violations(g) + forbidden_imports() + [f"import cycle: {' -> '.join(c)}" for c in cycles(g)]
+        print("\n".join(bad) if bad else f"layering ok: {len(g)} modules, no import of a higher layer, no cycle")
         return 1 if bad else 0
     g = collapsed(g, a.modules)
     print(dot(g) if a.dot else mermaid(g))

@@ -1,92 +1,121 @@
-"""The loss options: the mipo: block maps onto the training-argument fields."""
-
-import re
-from pathlib import Path
+"""The mipo: block (axolotl_mipo/args.py): each rule written once, from what rows, presets and strategies declare."""
 
 import pytest
 
-from axolotl_mipo.args import training_args_from_config
 from axolotl_mipo.errors import MIPOConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+
+def _third_party(prompt_only: bool):
+    from axolotl_mipo.pairing import PairingStrategy
+
+    class ThirdParty(PairingStrategy):
+        needs_context = not prompt_only
+
+        def requests(self, examples, seed):
+            return []
+
+        def pair(self, examples, responses, seed):
+            return []
+
+    ThirdParty.prompt_only = prompt_only
+    return ThirdParty
 
 
-def test_training_args_from_config():
-    from axolotl.utils.dict import DictDefault
+class _EntryPoint:
+    group = "axolotl_mipo.pairing"
 
-    from axolotl_mipo.args import (
-        MIPOConfig,
-        MIPOTrainingArgsMixin,
-        training_args_from_config,
-    )
+    def __init__(self, name, obj):
+        self.name, self.value, self._obj = name, f"their_pkg:{name}", obj
 
-    cfg = MIPOConfig(datasets=[{"path": "x.jsonl"}], loss="rmipo+perce", rmipo_form="dpo", perce_clip_max=2.0)
-    out = training_args_from_config(cfg)
-    field_names = set(MIPOTrainingArgsMixin.__dataclass_fields__)
-    assert set(out) == field_names
-    # every loss option of the mipo: block has its training-args field, and no other
-    loss_opts = {n for n in MIPOConfig.model_fields if n == "loss" or n.startswith(("rmipo_", "perce_"))}
-    assert {"mipo_" + n for n in loss_opts} == field_names
-    assert out["mipo_loss"] == "rmipo+perce" and out["mipo_rmipo_form"] == "dpo"
-    assert out["mipo_perce_clip_max"] == 2.0 and out["mipo_rmipo_beta"] == 2.0
-    assert training_args_from_config(cfg.model_dump()) == out
-    assert training_args_from_config(DictDefault(cfg.model_dump())) == out
-    assert training_args_from_config(DictDefault({"loss": "perce"}))["mipo_perce_weights_from"] == "policy"
-    assert training_args_from_config(None)["mipo_loss"] == "dpo"
-    with pytest.raises(MIPOConfigError, match="mipo.loss"):
-        training_args_from_config({"loss": "simpo"})
-    with pytest.raises(MIPOConfigError, match="mipo.rmipo_pmi_from"):
-        training_args_from_config({"rmipo_pmi_from": "oracle"})
-    with pytest.raises(MIPOConfigError, match="perce_clip_min"):
-        training_args_from_config({"perce_clip_min": 3.0, "perce_clip_max": 2.0})
+    def load(self):
+        return self._obj
 
 
-def _readme_loss_rows() -> dict[str, tuple[str, str]]:
-    """``{option: (default cell, description)}`` from the README's config-reference table rows of loss options."""
-    rows = {}
-    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
-        m = re.match(r"\| (`[a-z_+]+`(?:, `[a-z_+]+`)*) \| ([^|]*) \|\s*(.*?)\s*\|$", line)
-        if not m:
-            continue
-        names = re.findall(r"`([a-z_+]+)`", m.group(1))
-        defaults = [d.strip().strip("`") for d in m.group(2).split(",")]
-        if len(names) == len(defaults):
-            rows.update({n: (d, m.group(3)) for n, d in zip(names, defaults)})
-    return rows
+@pytest.mark.parametrize("how", ["entry point", "module:object"])
+def test_a_third_party_strategy_gets_the_same_format_check_as_the_built_ins(how, monkeypatch):
+    """The check reads what a strategy declares (needs_context, prompt_only), not its name."""
+    import sys
+    import types
+
+    from axolotl_mipo.args import validate_mipo_block
+    from axolotl_mipo.pairing import registry
+
+    module = types.ModuleType("their_pkg_for_args_test")
+    module.NeedsContext, module.PromptsOnly = _third_party(False), _third_party(True)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    if how == "entry point":
+        monkeypatch.setattr(registry, "_entry_points", lambda: [_EntryPoint("ctx_strategy", module.NeedsContext),
+                                                               _EntryPoint("plain_strategy", module.PromptsOnly)])
+        ctx, plain = "ctx_strategy", "plain_strategy"
+    else:
+        ctx, plain = f"{module.__name__}:NeedsContext", f"{module.__name__}:PromptsOnly"
+    prompts, contexts = [{"path": "p.jsonl", "format": "prompt"}], [{"path": "c.jsonl"}]
+    with pytest.raises(MIPOConfigError, match=rf"mipo.strategy {ctx} needs a user context, but "
+                                              r"mipo.datasets\[0\].format is 'prompt'"):
+        validate_mipo_block({"datasets": prompts, "strategy": ctx})
+    with pytest.raises(MIPOConfigError, match=rf"mipo.strategy {plain} is the reasoning variant.*needs format: "
+                                              r"prompt; mipo.datasets\[1\].format is 'context_query'"):
+        validate_mipo_block({"datasets": prompts + contexts, "strategy": [{"name": plain},
+                                                                          {"name": "drop_context"}]})
+    assert validate_mipo_block({"datasets": contexts, "strategy": ctx}).strategy == ctx
+    assert validate_mipo_block({"datasets": prompts, "strategy": plain}).strategy == plain
 
 
-def _yaml(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def test_a_mixture_by_name_is_checked_by_its_components_and_an_unknown_name_is_left_to_the_builder():
+    from axolotl_mipo.args import validate_mipo_block
+
+    prompts = [{"path": "p.jsonl", "format": "prompt"}]
+    with pytest.raises(MIPOConfigError, match="mipo.strategy drop_context needs a user context"):
+        validate_mipo_block({"datasets": prompts, "strategy": "mixture",
+                             "strategy_kwargs": {"components": [{"name": "drop_context"}]}})
+    validate_mipo_block({"datasets": prompts, "strategy": "mixture",
+                         "strategy_kwargs": {"components": [{"name": "mismatched_prompt"}]}})
+    # as before: the config names no unknown strategy; building it does (with the list of known ones)
+    assert validate_mipo_block({"datasets": prompts, "strategy": "not_installed_yet"}).strategy == "not_installed_yet"
 
 
-@pytest.mark.fast
-def test_loss_options_agree_across_the_block_the_training_args_and_the_readme():
-    """Each loss option is declared once (MIPOTrainingArgsMixin); the mipo: block, the trainer's settings and
-    the README's config reference must say the same default and allowed values."""
-    import dataclasses
-    import typing
+@pytest.mark.parametrize("ds, message", [
+    ({"format": "prism", "max_items": 3}, r"max_items: is an option of alignx, community_alignment and lamp, "
+                                          r"not of prism"),
+    ({"format": "lamp", "context_parts": ["x"]}, r"context_parts: is an option of alignx and prism, not of lamp"),
+    ({"format": "alignx", "context_parts": []}, r"context_parts: is empty"),
+    ({"format": "alignx", "context_parts": ["karma"]}, r"context_parts: 'karma' is not an alignx part"),
+    ({"format": "community_alignment", "rejected_response": "worst"}, r"rejected_response: community_alignment "
+                                                                      r"has no per-response scores"),
+    ({"format": "messages", "survey_config": "s2"}, r"survey_config: is an option of the dataset presets"),
+    ({"format": "prism", "chosen_field": "c", "rejected_field": "r"}, r"chosen_field: is an option of the generic"),
+])
+def test_preset_options_come_from_each_presets_declaration(ds, message):
+    from axolotl_mipo.args import validate_mipo_block
 
-    from axolotl_mipo.args import LOSS_OPTIONS, MIPOConfig, MIPOLossSettings, MIPOTrainingArgsMixin
+    with pytest.raises(MIPOConfigError, match=r"mipo.datasets\[\]\." + message):
+        validate_mipo_block({"datasets": [{"path": "x", **ds}]})
 
-    mixin = {f.name: f for f in dataclasses.fields(MIPOTrainingArgsMixin)}
-    block = {n: f for n, f in MIPOConfig.model_fields.items() if n in LOSS_OPTIONS}
-    readme = _readme_loss_rows()
-    assert set(block) == {n[len("mipo_"):] for n in mixin} == set(LOSS_OPTIONS)
-    assert [f.name for f in dataclasses.fields(MIPOLossSettings)] == list(LOSS_OPTIONS)
-    defaults = MIPOLossSettings.from_args(None)
-    for name, decl in LOSS_OPTIONS.items():
-        assert mixin["mipo_" + name].default == block[name].default == getattr(defaults, name) == decl.default, name
-        assert block[name].description == decl.metadata["help"]
-        assert name in readme, f"README config reference has no row for mipo.{name}"
-        assert readme[name][0] == _yaml(decl.default), f"README default of mipo.{name}"
-        choices = decl.metadata.get("choices")
-        if choices:
-            assert typing.get_args(block[name].annotation) == choices
-            for c in choices:
-                assert f"`{c}`" in readme[name][1], f"README does not list {c!r} for mipo.{name}"
-            with pytest.raises(MIPOConfigError, match=f"mipo.{name}"):
-                training_args_from_config({name: "not-a-choice"})
-    with pytest.raises(MIPOConfigError, match="rmipo_beta"):
-        training_args_from_config({"rmipo_beta": 0.0})
-    with pytest.raises(MIPOConfigError, match="perce_alpha"):
-        training_args_from_config({"perce_alpha": -1.0})
+
+def test_every_preset_option_is_a_dataset_key_and_its_default_is_what_the_preset_reads():
+    from axolotl_mipo.args import MIPODatasetConfig
+    from axolotl_mipo.data.presets import PRESETS
+
+    for preset in PRESETS.values():
+        for key, option in preset.options.items():
+            assert key in MIPODatasetConfig.model_fields, (preset.name, key)
+            if option.default is not None:  # a dataset key the user can leave unset for the preset's default
+                assert MIPODatasetConfig.model_fields[key].default is None, (preset.name, key)
+    assert PRESETS["alignx"].options["max_items"].default == 4
+    assert PRESETS["prism"].options["rejected_response"].default == "worst"
+
+
+def test_popi_shares_the_prompt_format_options_and_the_error_formatter():
+    from axolotl_mipo.args import PromptFormatOptions, validate_mipo_block
+    from axolotl_mipo.popi.args import POPIConfig, validate_popi_block
+
+    ds = [{"path": "x", "format": "alignx"}]
+    assert issubclass(POPIConfig, PromptFormatOptions)
+    with pytest.raises(MIPOConfigError, match=r"invalid 'popi:' block:\n  popi.context_template: .*"
+                                              r"popi.context_template must contain '\{context\}'"):
+        validate_popi_block({"datasets": ds, "context_template": "none"})
+    with pytest.raises(MIPOConfigError, match=r"mipo.user_prefix_template must contain both"):
+        validate_mipo_block({"datasets": ds, "user_prefix_template": "{context}"})
+    with pytest.raises(MIPOConfigError, match=r"popi.contxt_template: unknown option; did you mean "
+                                              r"'context_template'"):
+        validate_popi_block({"datasets": ds, "contxt_template": "{context}"})

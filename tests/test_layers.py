@@ -71,9 +71,9 @@ CROSS_CUTTING = {"test_fuzz", "test_safety", "test_e2e", "test_strategy_ecosyste
 
 @pytest.mark.fast
 def test_tests_mirror_the_package():
-    """tests/<package>/test_<module>.py tests axolotl_mipo/<package>/<module>.py; tests/test_<module>.py a
-    top-level module, or is one of the cross-cutting files; tests/scripts/test_<name>.py tests scripts/<name>.py;
-    tests/experiments/<path>/test_<name>.py tests experiments/<path>/<name>.py."""
+    """tests/<package>/test_<module>.py tests axolotl_mipo/<package>/<module>.py (or <module>/__init__.py);
+    tests/test_<module>.py a top-level module, or is one of the cross-cutting files; tests/scripts/test_<name>.py
+    tests scripts/<name>.py; tests/experiments/<path>/test_<name>.py tests experiments/<path>/<name>.py."""
     pkg = REPO / "axolotl_mipo"
     for f in sorted((REPO / "tests").rglob("test_*.py")):
         rel = f.relative_to(REPO / "tests")
@@ -85,4 +85,19 @@ def test_tests_mirror_the_package():
             assert target.is_file(), f"tests/{rel} mirrors nothing ({target.relative_to(REPO)} does not exist)"
             continue
         target = pkg.joinpath(*rel.parts[:-1], module + ".py")
+        if not target.is_file():  # test_<package>.py tests the package's __init__ (its registry, its public API)
+            target = pkg.joinpath(*rel.parts[:-1], module, "__init__.py")
         assert target.is_file(), f"tests/{rel} mirrors no module ({target.relative_to(REPO)} does not exist)"
+
+
+@pytest.mark.fast
+def test_no_import_cycle(ig):
+    """No module imports, even inside a function, a module that imports it back (directly or through others)."""
+    assert ig.cycles(ig.graph()) == []
+
+
+@pytest.mark.fast
+def test_the_cycle_check_sees_direct_indirect_and_self_cycles(ig):
+    g = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}, "f": {"g"}, "g": {"f"}, "h": {"a"}}
+    assert ig.cycles(g) == [["a", "b", "c"], ["e"], ["f", "g"]]
+    assert ig.cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []

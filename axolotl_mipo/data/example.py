@@ -48,3 +48,11 @@ class Example:
 
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
+
+
+def set_human_pair(meta: dict, chosen: str | None, rejected: str | None) -> None:
+    """Keep the user's own pair in ``meta`` when both responses exist and differ (an equal pair ranks nothing);
+    the one rule for the generic formats and the dataset presets."""
+    if chosen is not None and rejected is not None and chosen.strip() != rejected.strip():
+        meta["human_chosen"] = chosen
+        meta["human_rejected"] = rejected

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import gc
 import itertools
-import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,59 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from axolotl_mipo.data.example import Example
+from axolotl_mipo.data.example import Example, set_human_pair
+from axolotl_mipo.data.files import BadLine, clean_text, iter_jsonl, read_json
+from axolotl_mipo.data.presets import PRESET_NAMES, get_preset, iter_preset_rows
 from axolotl_mipo.errors import MIPODataError
+
+__all__ = ["FORMATS_WITHOUT_CONTEXT", "GENERIC_FORMATS", "LoadReport", "clean_text", "load_examples", "read_rows",
+           "set_human_pair", "split_row"]
+
+#: the row formats of this module (``mipo.datasets[].format``); the dataset presets add theirs
+GENERIC_FORMATS = ("context_query", "messages", "prompt")
+#: the formats whose rows carry no user context (the reasoning variant)
+FORMATS_WITHOUT_CONTEXT = ("prompt",)
 
 LOG = logging.getLogger(__name__)
 
 _LOCAL_LOADERS = {".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
-
-
-class _BadLine:
-    """A JSONL line that could not be read, kept in row order so ``on_bad_row: skip`` can count it."""
-
-    def __init__(self, error: MIPODataError):
-        self.error = error
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield lineno, _BadLine(MIPODataError(
-                    f"line {lineno} is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-encode the file as UTF-8",
-                    source=str(path),
-                ))
-                continue
-            try:
-                yield lineno, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield lineno, _BadLine(MIPODataError(
-                    f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno}); fix or delete that line",
-                    source=str(path),
-                ))
-
-
-def _read_json(path: Path) -> list[Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise MIPODataError(f"file is not valid UTF-8 ({exc.reason}); re-encode it", source=str(path)) from None
-    except json.JSONDecodeError:
-        # a .json file that is really JSON Lines is common enough to accept
-        return [obj for _, obj in _iter_jsonl(path)]
-    if isinstance(data, dict):
-        for key in ("data", "rows", "train"):
-            if isinstance(data.get(key), list):
-                return data[key]
-        raise MIPODataError("a .json file must hold a list of rows (or {'data': [...]})", source=str(path))
-    if not isinstance(data, list):
-        raise MIPODataError("a .json file must hold a list of rows", source=str(path))
-    return data
 
 
 def read_rows(ds_cfg) -> list[Any]:
@@ -105,9 +66,9 @@ def read_rows(ds_cfg) -> list[Any]:
         if not f.exists():
             raise MIPODataError("file not found; check mipo.datasets[].path / data_files", source=str(f))
         if f.suffix == ".jsonl":
-            rows.extend(obj for _, obj in _iter_jsonl(f))
+            rows.extend(obj for _, obj in iter_jsonl(f))
         elif f.suffix == ".json":
-            rows.extend(_read_json(f))
+            rows.extend(read_json(f))
         elif f.suffix in _LOCAL_LOADERS:
             import datasets
 
@@ -132,16 +93,6 @@ def _read_hub(ds_cfg) -> list[Any]:
             source=ds_cfg.path,
         ) from exc
     return list(ds)
-
-
-# C0/C1 control characters other than tab and newlines, DEL, and lone surrogates (which
-# cannot be encoded as UTF-8 and would break the tokenizer and the cache)
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def clean_text(value: str) -> str:
-    """Drop control characters and lone surrogates; everything else is kept verbatim."""
-    return _CONTROL.sub("", value)
 
 
 def _text(row: dict, field: str, *, idx: int, source: str, fix: str) -> str:
@@ -210,7 +161,7 @@ def _split_messages(
 
 def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
     """One raw row -> :class:`Example` (raises :class:`MIPODataError` naming row and field)."""
-    if isinstance(row, _BadLine):
+    if isinstance(row, BadLine):
         raise row.error
     if not isinstance(row, dict):
         raise MIPODataError(f"must be an object with named fields, got {type(row).__name__}", row=idx, source=source)
@@ -229,8 +180,6 @@ def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
                        fix="set mipo.datasets[].prompt_field to the field holding the prompt")
         messages, context = (("user", prompt),), None
     else:
-        from axolotl_mipo.data.presets import get_preset
-
         return get_preset(ds_cfg.format).split(row, ds_cfg, idx, source)
     if ds_cfg.reference_field:
         ref = row.get(ds_cfg.reference_field)
@@ -253,14 +202,6 @@ def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
                                 row=idx, field=ds_cfg.user_field, source=source)
         meta["user_id"] = str(uid)
     return Example(index=idx, messages=messages, context=context, source=source, meta=meta)
-
-
-def set_human_pair(meta: dict, chosen: str | None, rejected: str | None) -> None:
-    """Keep the user's own pair in ``meta`` when both responses exist and differ (an equal pair ranks nothing);
-    the one rule for the generic formats and the dataset presets."""
-    if chosen is not None and rejected is not None and chosen.strip() != rejected.strip():
-        meta["human_chosen"] = chosen
-        meta["human_rejected"] = rejected
 
 
 def _optional_text(row: dict, field: str, *, idx: int, source: str) -> str | None:
@@ -332,8 +273,6 @@ def _load_examples(dataset_cfgs: Sequence, on_bad_row: str, dedupe: bool,
     report = report if report is not None else LoadReport()
     examples: list[Example] = []
     seen: set[tuple] = set()
-    from axolotl_mipo.data.presets import PRESET_NAMES, iter_preset_rows
-
     for ds_cfg in dataset_cfgs:
         if ds_cfg.format in PRESET_NAMES:
             # presets stream their rows: a 1.3M-row file is never held as Python objects
@@ -346,7 +285,7 @@ def _load_examples(dataset_cfgs: Sequence, on_bad_row: str, dedupe: bool,
         for i, r in numbered:
             report.rows_read += 1
             try:
-                if isinstance(r, _BadLine):
+                if isinstance(r, BadLine):
                     raise r.error
                 ex = split(r, ds_cfg, i, source)
             except MIPODataError as err:

@@ -9,7 +9,9 @@ validate everything before the first token is generated:
    (or :class:`~axolotl_mipo.errors.MIPODataError` naming the row) when the rows
    cannot support the strategy, e.g. fewer than two distinct contexts. The base
    class checks what the class attributes declare (``needs_context``,
-   ``required_fields``, ``min_distinct_contexts``, ``min_distinct_prompts``), so
+   ``required_fields``, ``min_distinct_contexts``, ``min_distinct_prompts``;
+   the config checks ``needs_context`` and ``prompt_only`` against each
+   dataset's format, :func:`~axolotl_mipo.pairing.mixing.check_dataset_formats`), so
    a strategy that only declares its needs gets these checks for free; one that
    overrides ``validate`` should call ``super().validate(examples)``.
 2. ``requests(examples, seed)`` lists the generations it needs. A
@@ -77,6 +79,9 @@ class PairingStrategy(ABC):
     name: ClassVar[str] = ""
     #: every row must carry a non-empty user context (the same as listing ``"context"`` in required_fields)
     needs_context: ClassVar[bool] = True
+    #: the strategy pairs prompts alone and drops any user context (MIPO's reasoning variant): the config
+    #: accepts it only on datasets whose rows have no context (``format: prompt``), where nothing is dropped
+    prompt_only: ClassVar[bool] = False
     #: fields every row must carry, non-empty, checked by :meth:`validate` before any generation:
     #: ``"context"`` is :attr:`Example.context`, ``"messages"`` the conversation, any other name a key of
     #: :attr:`Example.meta` (e.g. ``"reference"``, filled from ``mipo.datasets[].reference_field``)
@@ -87,6 +92,11 @@ class PairingStrategy(ABC):
     min_distinct_prompts: ClassVar[int] = 1
     #: how many generations the strategy asks for per row (documentation and progress estimates)
     generations_per_row: ClassVar[int] = 2
+
+    @classmethod
+    def needs_user_context(cls) -> bool:
+        """Whether every row must carry a user context (:attr:`needs_context`, or ``"context"`` required)."""
+        return bool(cls.needs_context or "context" in cls.required_fields)
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -39,12 +39,12 @@ from typing import Any
 import numpy as np
 
 from axolotl_mipo.data.example import Example
-from axolotl_mipo.errors import MIPOError, MIPOStrategyError
+from axolotl_mipo.errors import MIPOConfigError, MIPOError, MIPOStrategyError
 from axolotl_mipo.pairing.base import GenRequest, Pair, PairingStrategy
 from axolotl_mipo.pairing.derangement import seeded_rng
-from axolotl_mipo.pairing.registry import get_strategy, register_strategy
+from axolotl_mipo.pairing.registry import get_strategy, register_strategy, strategy_class
 
-__all__ = ["Mixture", "build_strategy"]
+__all__ = ["Mixture", "build_strategy", "check_dataset_formats"]
 
 # Mixed into the seed so the assignment draw is independent of the components' own draws.
 _ASSIGN_SALT = 0x6D6978
@@ -198,3 +198,52 @@ def build_strategy(spec: str | Sequence[Any], kwargs: Mapping[str, Any] | None =
             "e.g. strategy: [{name: nearest_context, weight: 0.3, kwargs: {top_k: 3}}]"
         )
     return Mixture(list(spec))
+
+
+def _declared(spec: str | Sequence[Any], kwargs: Mapping[str, Any] | None) -> Iterator[tuple[str, type]]:
+    """``(name, class)`` of every strategy ``mipo.strategy`` names, a mixture's components in its place; a name
+    that does not resolve is left out (building the strategy names it)."""
+    items = [{"name": spec, "kwargs": kwargs}] if isinstance(spec, str) else spec
+    for item in items:
+        name = _field(item, "name")
+        try:
+            cls = strategy_class(name)
+        except MIPOStrategyError:
+            continue
+        if issubclass(cls, Mixture):
+            yield from _declared(list((_field(item, "kwargs") or {}).get("components") or []), None)
+        else:
+            yield name.strip(), cls
+
+
+def check_dataset_formats(spec: str | Sequence[Any], kwargs: Mapping[str, Any] | None, formats: Sequence[str],
+                          has_context: Sequence[bool]) -> None:
+    """Refuse, naming ``mipo.strategy`` and ``mipo.datasets[i].format``, a strategy whose declaration the rows of
+    a dataset cannot meet: :attr:`~PairingStrategy.needs_context` (or ``"context"`` in ``required_fields``) needs
+    rows with a user context, :attr:`~PairingStrategy.prompt_only` rows without one.
+
+    Derived from what each class declares, so a built-in, an entry point and a ``module:object`` strategy get the
+    same check. In a weighted list (or a mixture) any row can go to any entry, so every entry's declaration
+    applies to all the data. ``formats[i]`` / ``has_context[i]``: dataset ``i``'s format and whether its rows
+    carry a user context.
+    """
+    seen: set[str] = set()
+    for name, cls in _declared(spec, kwargs):
+        if name in seen:
+            continue
+        seen.add(name)
+        if cls.prompt_only:
+            bad = [i for i, c in enumerate(has_context) if c]
+            if bad:
+                raise MIPOConfigError(
+                    f"mipo.strategy {name} is the reasoning variant (prompt_only: it pairs prompts without their "
+                    f"user context) and needs format: prompt; mipo.datasets[{bad[0]}].format is {formats[bad[0]]!r}"
+                )
+        elif cls.needs_user_context():
+            bad = [i for i, c in enumerate(has_context) if not c]
+            if bad:
+                raise MIPOConfigError(
+                    f"mipo.strategy {name} needs a user context, but mipo.datasets[{bad[0]}].format is "
+                    f"{formats[bad[0]]!r} (no context); use format context_query or messages, or a strategy "
+                    "without needs_context such as mismatched_prompt"
+                )

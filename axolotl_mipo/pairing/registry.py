@@ -2,7 +2,9 @@
 
 :func:`get_strategy` resolves a name in this order:
 
-1. the built-in registry (classes decorated with :func:`register_strategy`);
+1. the built-in registry (classes decorated with :func:`register_strategy`). The built-ins register
+   when their modules are imported, which ``axolotl_mipo.pairing``'s ``__init__`` does before any of its
+   modules (this one included) can be used, so this module never imports them back;
 2. the entry points of group ``axolotl_mipo.pairing`` that other installed
    packages declare, e.g. in their ``pyproject.toml``::
 
@@ -33,7 +35,7 @@ from typing import Any, TypeVar
 from axolotl_mipo.errors import MIPOStrategyError
 from axolotl_mipo.pairing.base import PairingStrategy
 
-__all__ = ["ENTRY_POINT_GROUP", "available_strategies", "get_strategy", "register_strategy"]
+__all__ = ["ENTRY_POINT_GROUP", "available_strategies", "get_strategy", "register_strategy", "strategy_class"]
 
 ENTRY_POINT_GROUP = "axolotl_mipo.pairing"
 
@@ -67,11 +69,6 @@ def register_strategy(cls: S) -> S:
     return cls
 
 
-def _ensure_builtins() -> None:
-    # the built-ins register themselves on import; importing here avoids a cycle
-    import axolotl_mipo.pairing.strategies  # noqa: F401
-
-
 def _entry_points() -> list[Any]:
     # looked up on the module at call time so that tests can monkeypatch it
     try:
@@ -82,7 +79,6 @@ def _entry_points() -> list[Any]:
 
 def available_strategies() -> list[str]:
     """Sorted names of the built-in strategies and of the installed entry points (none is imported)."""
-    _ensure_builtins()
     names = set(_REGISTRY)
     names.update(ep.name for ep in _entry_points() if getattr(ep, "group", ENTRY_POINT_GROUP) == ENTRY_POINT_GROUP)
     return sorted(names)
@@ -177,21 +173,20 @@ def _instantiate(cls: type[PairingStrategy], name: str, options: dict[str, Any])
     return strategy
 
 
-def get_strategy(name: str, **options: Any) -> PairingStrategy:
-    """An instance of the strategy called ``name``, built with ``options`` (``mipo.strategy_kwargs``).
+def strategy_class(name: str) -> type[PairingStrategy]:
+    """The class ``name`` resolves to, not instantiated (what :func:`get_strategy` builds).
 
     Resolution order: built-in registry, entry point of group
     ``axolotl_mipo.pairing``, then ``module:object`` path (only for names with
     ``':'``). Raises :class:`MIPOStrategyError` for an unknown name (listing
-    the available ones), a failed import, an object that is not a
-    :class:`PairingStrategy` subclass, or options the class does not accept.
+    the available ones), a failed import, or an object that is not a
+    :class:`PairingStrategy` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise MIPOStrategyError(
             f"mipo.strategy must be a non-empty string, got {name!r}; e.g. strategy: drop_context"
         )
     name = name.strip()
-    _ensure_builtins()
     cls = _REGISTRY.get(name)
     if cls is None:
         cls = _load_entry_point(name)
@@ -210,4 +205,13 @@ def get_strategy(name: str, **options: Any) -> PairingStrategy:
             f"unknown pairing strategy {name!r}{hint}; mipo.strategy must be one of {', '.join(available)}, "
             f"an entry point of group {ENTRY_POINT_GROUP!r}, or a 'package.module:ClassName' path"
         )
-    return _instantiate(cls, name, options)
+    return cls
+
+
+def get_strategy(name: str, **options: Any) -> PairingStrategy:
+    """An instance of the strategy called ``name`` (:func:`strategy_class`), built with ``options``
+    (``mipo.strategy_kwargs``). Raises :class:`MIPOStrategyError` as :func:`strategy_class` does, and for
+    options the class does not accept.
+    """
+    cls = strategy_class(name)
+    return _instantiate(cls, name.strip(), options)

@@ -231,6 +231,7 @@ class MismatchedPrompt(PairingStrategy):
 
     name = "mismatched_prompt"
     needs_context = False
+    prompt_only = True
     min_distinct_contexts = 1
     min_distinct_prompts = 2
     generations_per_row = 1

@@ -212,10 +212,12 @@ def build_preference_rows(
         for r, n in zip(order, lengths):
             if n > max_prompt_tokens:
                 ex = examples[r.row]
+                what = "context and query" if r.context else "query"
                 raise MIPODataError(
-                    f"the rendered prompt is {n} tokens, longer than the limit of {max_prompt_tokens} "
-                    "(sequence_len or mipo.generation.max_prompt_tokens); shorten the context/query, "
-                    "or raise the limit",
+                    f"the rendered prompt ({what}) is {n} tokens, longer than the limit of {max_prompt_tokens} "
+                    "(sequence_len or mipo.generation.max_prompt_tokens); set mipo.long_prompt: truncate_context "
+                    "(keep the context's last tokens) or mipo.long_prompt: skip (drop such rows, counted), "
+                    "shorten the context/query, or raise the limit",
                     row=ex.index, field="context" if r.context else "query", source=ex.source or None,
                 )
     generated, stats.generation = generate_with_cache(backend, list(texts.values()), cache, progress=progress,

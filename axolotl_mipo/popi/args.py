@@ -6,13 +6,19 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from axolotl_mipo.args import MIPODatasetConfig, _Strict
+from axolotl_mipo.args import MIPODatasetConfig, PromptFormatOptions, validate_block
 
 REWARD_FUNC = "axolotl_mipo.popi.reward.popi_reward"
 
 
-class POPIConfig(_Strict):
-    """Every option of the summarizer's training. See the README, POPI trained summarizer."""
+class POPIConfig(PromptFormatOptions):
+    """Every option of the summarizer's training. See the README, POPI trained summarizer.
+
+    ``context_placement``, ``context_template`` and ``user_prefix_template``: how the generator sees the
+    summary, the same keys as in the ``mipo:`` block (:class:`~axolotl_mipo.args.PromptFormatOptions`).
+    """
+
+    block = "popi"
 
     datasets: list[MIPODatasetConfig] = Field(
         min_length=1, description="inputs with a user history and the user's own pair per row (alignx, prism, "
@@ -32,11 +38,6 @@ class POPIConfig(_Strict):
         default=None, ge=1, description="histories are cut (most recent part kept) so the prompt fits this "
         "(default: sequence_len minus trl.max_completion_length)",
     )
-    context_placement: Literal["system", "user_prefix"] = Field(
-        default="system", description="how the generator sees the summary: as mipo.context_placement"
-    )
-    context_template: str = Field(default="{context}", description="as mipo.context_template")
-    user_prefix_template: str = Field(default="{context}\n\n{query}", description="as mipo.user_prefix_template")
     beta: float = Field(default=0.01, gt=0.0, description="beta of the reward's -log sigmoid(beta * delta) / beta "
                         "(0.01: loss.beta in github.com/YizhuoChen99/POPI run.sh)")
     length_penalty: float = Field(default=0.0, ge=0.0, description="reward minus this per summary token")
@@ -54,20 +55,6 @@ class POPIConfig(_Strict):
             raise ValueError("popi.template must contain '{history}'")
         return v
 
-    @field_validator("context_template")
-    @classmethod
-    def _has_context(cls, v: str) -> str:
-        if "{context}" not in v:
-            raise ValueError("popi.context_template must contain '{context}'")
-        return v
-
-    @field_validator("user_prefix_template")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        if "{context}" not in v or "{query}" not in v:
-            raise ValueError("popi.user_prefix_template must contain both '{context}' and '{query}'")
-        return v
-
 
 class POPIArgs(BaseModel):
     """Merged into Axolotl's config schema (see ``POPIPlugin.get_input_args``)."""
@@ -76,24 +63,5 @@ class POPIArgs(BaseModel):
 
 
 def validate_popi_block(raw) -> POPIConfig:
-    """The ``popi:`` block, with pydantic's errors turned into one line per bad key."""
-    import difflib
-
-    from pydantic import ValidationError
-
-    from axolotl_mipo.args import _known_fields
-    from axolotl_mipo.errors import MIPOConfigError
-
-    try:
-        return POPIConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = []
-        for e in exc.errors():
-            loc = e["loc"]
-            where = "popi" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-            msg = e["msg"]
-            if e["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(str(loc[-1]), _known_fields(POPIConfig, loc), n=1)
-                msg = "unknown option" + (f"; did you mean {close[0]!r}?" if close else "")
-            lines.append(f"{where}: {msg}")
-        raise MIPOConfigError("invalid 'popi:' block:\n  " + "\n  ".join(lines)) from None
+    """The ``popi:`` block, with pydantic's errors turned into one line per bad key (as the ``mipo:`` block's)."""
+    return validate_block(POPIConfig, raw)

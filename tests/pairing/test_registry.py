@@ -153,3 +153,14 @@ def test_module_object_path(clean_registry, tmp_path, monkeypatch):
         get_strategy("no_such_module_xyz:Thing")
     with pytest.raises(MIPOStrategyError, match="not a valid module:object path"):
         get_strategy("mipo_ext_strategy:")
+
+
+def test_strategy_class_resolves_what_get_strategy_builds_without_building_it(clean_registry, monkeypatch):
+    from axolotl_mipo.pairing.registry import strategy_class
+
+    built = []
+    monkeypatch.setattr(DropContext, "__init__", lambda self, **kw: built.append(kw))
+    assert strategy_class(" drop_context ") is DropContext and built == []
+    assert strategy_class("mismatched_prompt").prompt_only and not DropContext.prompt_only
+    with pytest.raises(MIPOStrategyError, match="unknown pairing strategy 'dorp_context'.*did you mean"):
+        strategy_class("dorp_context")

@@ -135,6 +135,26 @@ def test_special_tokens_in_a_context_cannot_inject_a_role(tok, tmp_path):
     assert rows[1]["prompt"][0]["content"] == "plain"  # clean rows untouched
 
 
+def test_a_too_long_profile_names_the_long_prompt_option_and_following_it_works(tok, tmp_path):
+    """A new user's first run with long profiles: the error names the row, the field and mipo.long_prompt."""
+    exs = _examples(3)
+    exs[0] = Example(index=0, messages=(("user", "question 0"),), context="profile " * 300, source="p.jsonl")
+    with pytest.raises(MIPODataError) as err:
+        build_preference_rows(exs, get_strategy("drop_context"), FakeBackend(), GenerationCache(tmp_path, {}), tok,
+                              max_prompt_tokens=100, progress=False)
+    msg = str(err.value)
+    assert "dataset 'p.jsonl', row 0, field 'context'" in msg and "(context and query)" in msg
+    assert "mipo.long_prompt: truncate_context" in msg and "mipo.long_prompt: skip" in msg
+    from axolotl_mipo.args import MIPOConfig  # the values the message names are the option's
+
+    assert MIPOConfig(datasets=[{"path": "x"}], long_prompt="truncate_context").long_prompt == "truncate_context"
+    assert MIPOConfig(datasets=[{"path": "x"}], long_prompt="skip").long_prompt == "skip"
+    rows, stats = build_preference_rows(exs, get_strategy("drop_context"), FakeBackend(),
+                                        GenerationCache(tmp_path, {}), tok, max_prompt_tokens=100,
+                                        long_prompt="truncate_context", progress=False)
+    assert stats.truncated_long == 1 and len(rows) == 3
+
+
 @pytest.mark.parametrize("policy", ["skip", "truncate_context"])
 def test_long_prompts_are_skipped_or_truncated_and_counted(tok, tmp_path, policy):
     exs = _examples(4)
