@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The documentation site (mkdocs-material, pages under docs/, config in mkdocs.yml).
+#   bash scripts/docs.sh serve    build and serve it on http://127.0.0.1:8000, rebuilding on every change
+#   bash scripts/docs.sh build    build it into site/ in strict mode (a broken link or a missing page fails): CI
+# It makes its own small virtual environment (.venv-docs, or $MIPO_DOCS_VENV) from docs/requirements.txt: the
+# site needs no torch or Axolotl, so it never touches the training environments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmd=${1:-serve}
+shift || true
+VENV=${MIPO_DOCS_VENV:-.venv-docs}
+if [ ! -x "$VENV/bin/mkdocs" ] || ! cmp -s docs/requirements.txt "$VENV/.requirements"; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q -r docs/requirements.txt
+  cp docs/requirements.txt "$VENV/.requirements"
+fi
+case "$cmd" in
+  serve) exec "$VENV/bin/mkdocs" serve --strict "$@" ;;
+  build) exec "$VENV/bin/mkdocs" build --strict "$@" ;;
+  *) echo "usage: bash scripts/docs.sh [serve|build] [mkdocs options]" >&2; exit 2 ;;
+esac
