@@ -5,6 +5,7 @@
 # It makes its own small virtual environment (.venv-docs, or $MIPO_DOCS_VENV) from docs/requirements.txt: the
 # site needs no torch or Axolotl, so it never touches the training environments.
 set -euo pipefail
+export NO_MKDOCS_2_WARNING=1  # the theme's end-of-life notice: see docs/contributing.md
 cd "$(dirname "$0")/.."
 cmd=${1:-serve}
 shift || true
