@@ -112,19 +112,26 @@ def on_files(files, config):
 
 def on_page_markdown(markdown, page, config, files):
     src_uri = page.file.src_uri
-    if page.file.generated_by is not None:
-        # a page this hook brought in sits at repo/<its path>: its relative links already point at the copies
-        return markdown
-    src = f"docs/{src_uri}"
+    # a page this hook brought in sits at repo/<its path>, so its links to other repository files already point at
+    # the copies; only its links into docs/ need rewriting (to the page itself, not a copy)
+    brought_in = page.file.generated_by is not None and src_uri.startswith(PREFIX + "/")
+    src = src_uri[len(PREFIX) + 1:] if brought_in else f"docs/{src_uri}"
     repo = Path(config["config_file_path"]).resolve().parent
 
     def rewrite(m: re.Match) -> str:
         url = m.group(2)
-        target = _repo_target(repo, src, url)
-        if target is None:
-            return m.group(0)
         anchor = url[len(url.split("#", 1)[0]):]
-        site_path = f"{PREFIX}/{target}" + ("/index.md" if _targets.get(target) == "dir" else "")
+        if brought_in:
+            path = url.split("#", 1)[0]
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(src), path)) if path else ""
+            if _repo_target(repo, src, url) is not None or not target.startswith("docs/"):
+                return m.group(0)
+            site_path = target[len("docs/"):]
+        else:
+            target = _repo_target(repo, src, url)
+            if target is None:
+                return m.group(0)
+            site_path = f"{PREFIX}/{target}" + ("/index.md" if _targets.get(target) == "dir" else "")
         rel = posixpath.relpath(site_path, posixpath.dirname(src_uri) or ".")
         return f"{m.group(1)}{rel}{anchor}{m.group(3)}"
 
