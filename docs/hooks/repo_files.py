@@ -112,26 +112,25 @@ def on_files(files, config):
 
 def on_page_markdown(markdown, page, config, files):
     src_uri = page.file.src_uri
-    # a page this hook brought in sits at repo/<its path>, so its links to other repository files already point at
-    # the copies; only its links into docs/ need rewriting (to the page itself, not a copy)
+    # a page this hook brought in sits at repo/<its path>: its links to repository files point at the copies once
+    # a folder link names the folder's listing page; its links into docs/ go to the docs page itself
     brought_in = page.file.generated_by is not None and src_uri.startswith(PREFIX + "/")
     src = src_uri[len(PREFIX) + 1:] if brought_in else f"docs/{src_uri}"
     repo = Path(config["config_file_path"]).resolve().parent
 
     def rewrite(m: re.Match) -> str:
         url = m.group(2)
-        anchor = url[len(url.split("#", 1)[0]):]
-        if brought_in:
-            path = url.split("#", 1)[0]
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(src), path)) if path else ""
-            if _repo_target(repo, src, url) is not None or not target.startswith("docs/"):
-                return m.group(0)
-            site_path = target[len("docs/"):]
-        else:
-            target = _repo_target(repo, src, url)
-            if target is None:
-                return m.group(0)
+        path, anchor = url.split("#", 1)[0], url[len(url.split("#", 1)[0]):]
+        target = _repo_target(repo, src, url)
+        if target is not None:
             site_path = f"{PREFIX}/{target}" + ("/index.md" if _targets.get(target) == "dir" else "")
+        elif brought_in and path and not re.match(r"^[a-z][a-z0-9+.-]*:", url):
+            in_docs = posixpath.normpath(posixpath.join(posixpath.dirname(src), path))
+            if not in_docs.startswith("docs/"):
+                return m.group(0)
+            site_path = in_docs[len("docs/"):]
+        else:
+            return m.group(0)
         rel = posixpath.relpath(site_path, posixpath.dirname(src_uri) or ".")
         return f"{m.group(1)}{rel}{anchor}{m.group(3)}"
 
