@@ -1,11 +1,9 @@
 """The loss options: the mipo: block maps onto the training-argument fields."""
 
-import re
 from pathlib import Path
 
 import pytest
 
-from axolotl_mipo.args import training_args_from_config
 from axolotl_mipo.errors import MIPOConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,54 +37,3 @@ def test_training_args_from_config():
         training_args_from_config({"rmipo_pmi_from": "oracle"})
     with pytest.raises(MIPOConfigError, match="perce_clip_min"):
         training_args_from_config({"perce_clip_min": 3.0, "perce_clip_max": 2.0})
-
-
-def _readme_loss_rows() -> dict[str, tuple[str, str]]:
-    """``{option: (default cell, description)}`` from the README's config-reference table rows of loss options."""
-    rows = {}
-    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
-        m = re.match(r"\| (`[a-z_+]+`(?:, `[a-z_+]+`)*) \| ([^|]*) \|\s*(.*?)\s*\|$", line)
-        if not m:
-            continue
-        names = re.findall(r"`([a-z_+]+)`", m.group(1))
-        defaults = [d.strip().strip("`") for d in m.group(2).split(",")]
-        if len(names) == len(defaults):
-            rows.update({n: (d, m.group(3)) for n, d in zip(names, defaults)})
-    return rows
-
-
-def _yaml(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-@pytest.mark.fast
-def test_loss_options_agree_across_the_block_the_training_args_and_the_readme():
-    """Each loss option is declared once (MIPOTrainingArgsMixin); the mipo: block, the trainer's settings and
-    the README's config reference must say the same default and allowed values."""
-    import dataclasses
-    import typing
-
-    from axolotl_mipo.args import LOSS_OPTIONS, MIPOConfig, MIPOLossSettings, MIPOTrainingArgsMixin
-
-    mixin = {f.name: f for f in dataclasses.fields(MIPOTrainingArgsMixin)}
-    block = {n: f for n, f in MIPOConfig.model_fields.items() if n in LOSS_OPTIONS}
-    readme = _readme_loss_rows()
-    assert set(block) == {n[len("mipo_"):] for n in mixin} == set(LOSS_OPTIONS)
-    assert [f.name for f in dataclasses.fields(MIPOLossSettings)] == list(LOSS_OPTIONS)
-    defaults = MIPOLossSettings.from_args(None)
-    for name, decl in LOSS_OPTIONS.items():
-        assert mixin["mipo_" + name].default == block[name].default == getattr(defaults, name) == decl.default, name
-        assert block[name].description == decl.metadata["help"]
-        assert name in readme, f"README config reference has no row for mipo.{name}"
-        assert readme[name][0] == _yaml(decl.default), f"README default of mipo.{name}"
-        choices = decl.metadata.get("choices")
-        if choices:
-            assert typing.get_args(block[name].annotation) == choices
-            for c in choices:
-                assert f"`{c}`" in readme[name][1], f"README does not list {c!r} for mipo.{name}"
-            with pytest.raises(MIPOConfigError, match=f"mipo.{name}"):
-                training_args_from_config({name: "not-a-choice"})
-    with pytest.raises(MIPOConfigError, match="rmipo_beta"):
-        training_args_from_config({"rmipo_beta": 0.0})
-    with pytest.raises(MIPOConfigError, match="perce_alpha"):
-        training_args_from_config({"perce_alpha": -1.0})
