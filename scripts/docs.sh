@@ -17,6 +17,7 @@ if [ ! -x "$VENV/bin/mkdocs" ] || ! cmp -s docs/requirements.txt "$VENV/.require
 fi
 case "$cmd" in
   serve) exec "$VENV/bin/mkdocs" serve --strict "$@" ;;
+  # no --quiet here or from the caller: strict mode counts the warnings mkdocs logs, and --quiet hides them
   build) exec "$VENV/bin/mkdocs" build --strict "$@" ;;
   *) echo "usage: bash scripts/docs.sh [serve|build] [mkdocs options]" >&2; exit 2 ;;
 esac
