@@ -10,6 +10,12 @@ cd "$(dirname "$0")/.."
 cmd=${1:-serve}
 shift || true
 VENV=${MIPO_DOCS_VENV:-.venv-docs}
+if [ "$cmd" = build ]; then
+  # strict mode counts only the warnings mkdocs logs, and --quiet hides them: a quiet build passes broken links
+  for a in "$@"; do
+    case "$a" in -q|--quiet) echo "docs.sh build: $a would hide the warnings strict mode fails on" >&2; exit 2 ;; esac
+  done
+fi
 if [ ! -x "$VENV/bin/mkdocs" ] || ! cmp -s docs/requirements.txt "$VENV/.requirements"; then
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q -r docs/requirements.txt
@@ -17,11 +23,6 @@ if [ ! -x "$VENV/bin/mkdocs" ] || ! cmp -s docs/requirements.txt "$VENV/.require
 fi
 case "$cmd" in
   serve) exec "$VENV/bin/mkdocs" serve --strict "$@" ;;
-  build)
-    # strict mode counts only the warnings mkdocs logs, and --quiet hides them: a quiet build passes broken links
-    for a in "$@"; do
-      case "$a" in -q|--quiet) echo "docs.sh build: $a would hide the warnings strict mode fails on" >&2; exit 2 ;; esac
-    done
-    exec "$VENV/bin/mkdocs" build --strict "$@" ;;
+  build) exec "$VENV/bin/mkdocs" build --strict "$@" ;;
   *) echo "usage: bash scripts/docs.sh [serve|build] [mkdocs options]" >&2; exit 2 ;;
 esac
