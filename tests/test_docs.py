@@ -61,10 +61,11 @@ def test_config_reference_lists_every_option_with_its_declaration():
         block = MIPOConfig.model_fields[key]
         assert block.default == f.default and block.description == f.metadata["help"], key
         assert args[name][1] == f"`{key}`" and args[name][3] == mipo[key][2], key
+        assert args[name][4] == mipo[key][3], key
         choices = f.metadata.get("choices")
         if choices:
             assert typing.get_args(block.annotation) == choices, key
-            assert all(f"`{c}`" in mipo[key][4] and f"`{c}`" in args[name][5] for c in choices), key
+            assert mipo[key][3] == ", ".join(f"`{c}`" for c in choices), key
 
 
 def test_loss_options_are_enforced_as_the_reference_states_them():
@@ -110,7 +111,7 @@ def test_generator_walks_any_model_generically():
     page = "\n".join(doc.sections)
     assert page.count("## `blk.inner`: Inner") == 1 and "## `blk.inners" not in page
     rows = _table_rows("\n" + page, "`blk`:")
-    assert rows["mode"][1:6] == ["str", "`a`", "", "`a`, `b`", 'a \\| b; presets: ["x"]']
+    assert rows["mode"][1:5] == ["str", "`a`", "`a`, `b`", 'a \\| b; presets: ["x"]']
     assert rows["inner"][1:3] == ["[Inner](#blkinner-inner)", "see its table"]
     assert rows["inners"][1] == "list[[Inner](#blkinner-inner)] \\| null"
     assert rows["path"][2] == "required" and rows["template"][2] == '`"{x}\\n\\n{y}"`'
