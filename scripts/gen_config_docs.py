@@ -198,8 +198,8 @@ def render() -> str:
         "     changing an option, run `python scripts/gen_config_docs.py` (tests/test_docs.py checks the page). -->",
         "",
         "Every key of the plugin's YAML blocks, with its type, default, allowed values (choices or bounds) and "
-        "description, generated from the pydantic models and the training-argument dataclass that validate them. Unknown keys "
-        "are refused, naming the key. A shorter, hand-written overview with the per-preset defaults: "
+        "description, generated from the pydantic models and the training-argument dataclass that validate them. "
+        "Unknown keys are refused, naming the key. A shorter, hand-written overview with the per-preset defaults: "
         "[Config at a glance](overview.md).",
         "",
     ]
