@@ -66,7 +66,8 @@ def test_every_test_module_name_is_unique_or_in_a_package():
 
 
 # tests that cross modules sit at the top of tests/ without a module of their own
-CROSS_CUTTING = {"test_fuzz", "test_safety", "test_e2e", "test_strategy_ecosystem", "test_layers", "test_gpu_check"}
+CROSS_CUTTING = {"test_fuzz", "test_safety", "test_e2e", "test_strategy_ecosystem", "test_layers", "test_gpu_check",
+                 "test_docs"}
 
 
 @pytest.mark.fast
