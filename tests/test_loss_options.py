@@ -5,6 +5,7 @@ import pytest
 from axolotl_mipo.args import training_args_from_config
 from axolotl_mipo.errors import MIPOConfigError
 
+
 def test_training_args_from_config():
     from axolotl.utils.dict import DictDefault
 
