@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("generation", ("generation",)),
     ("pairing", ("pairing",)),
     ("pipeline: rows -> pairs -> DPO dataset", ("pipeline",)),
-    ("trainer", ("collator", "trainer")),
+    ("trainer", ("collator", "trainer", "reference")),
     ("evaluation", ("evaluation",)),
     ("POPI summarizer training (its own plugin)", ("popi",)),
     ("testing helpers, model preparation", ("testing", "smollm2")),
