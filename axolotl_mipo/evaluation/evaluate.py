@@ -408,7 +408,7 @@ class _Scorer:
         return rows
 
 
-def _mi_figures(score: _Scorer, examples, responses) -> tuple[M.PointwiseMI, dict[str, float]]:
+def _mi_figures(score: _Scorer, examples, responses) -> tuple[M.MIResult, dict[str, float]]:
     with_c, without = score.conditional(examples, responses, "mipo eval: MI (generated)")
     mi = M.pointwise_mi(with_c, without)
     return mi, dict(mi_mean=mi.mean, mi_sem=mi.sem, mi_std=mi.std,

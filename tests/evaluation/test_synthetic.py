@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from axolotl_mipo.evaluation import synthetic as S
+from axolotl_mipo.evaluation.metrics import preference_satisfaction
 from axolotl_mipo.evaluation.synthetic import synthetic_preferences
 
 pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
@@ -32,7 +33,7 @@ def test_references_obey_own_preferences_only(seed):
             if uid != row["user_id"]:
                 assert not all(S.check_preferences(row["reference"], other).values())
     refs = [r["reference"] for r in rows]
-    sat = S.preference_satisfaction(refs, [users[r["user_id"]] for r in rows])
+    sat = preference_satisfaction(refs, [users[r["user_id"]] for r in rows], S.check_preferences, S.DIMENSIONS)
     assert sat == {"length": 1.0, "formality": 1.0, "topic": 1.0, "format": 1.0, "all": 1.0}
 
 
