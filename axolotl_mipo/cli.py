@@ -114,7 +114,7 @@ class _WordCounter:
 def _judge_from_args(args):
     if not args.judge_url:
         return None
-    from axolotl_mipo.evaluation.evaluate import LLMJudge
+    from axolotl_mipo.evaluation.judge import LLMJudge
     from axolotl_mipo.generation.openai import OpenAIBackend
 
     if not args.judge_model:

@@ -43,37 +43,27 @@ Choices this module makes where the papers leave them open:
 * ``rewards/*`` metrics: ``beta x`` the log-ratios the loss uses; for the
   reference-free form, ``rmipo_beta x`` the average log-probs (SimPO's
   convention). ``logps/*`` stay TRL's unweighted sequence sums.
-* Precomputed reference data (``precompute_ref_log_probs``) is computed by
-  every rank over the whole dataset (the values are lists of per-token floats
-  whose lengths differ between rows, which ``gather`` cannot stitch); only the
-  main process writes the cache file.
+* Precomputed reference data (``precompute_ref_log_probs``): one pass and its
+  cache, in :mod:`axolotl_mipo.reference`, which runs this trainer's forwards.
 """
 
 import json
 import logging
-import os
-from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
-from accelerate.utils import broadcast_object_list, is_peft_model
+from accelerate.utils import is_peft_model
 from axolotl.core.trainers.dpo.args import AxolotlDPOConfig
 from axolotl.core.trainers.dpo.trainer import AxolotlDPOTrainer
-from datasets import Dataset, IterableDataset, concatenate_datasets
-from datasets.fingerprint import Hasher
-from torch.utils.data import DataLoader
+from datasets import Dataset
 from trl.data_utils import _tokenize
-from trl.models import prepare_deepspeed
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import entropy_from_logits, hash_module, selective_log_softmax, use_adapter
+from trl.trainer.utils import entropy_from_logits, selective_log_softmax, use_adapter
 
 import axolotl_mipo.compat as compat
 from axolotl_mipo.args import MIPOLossSettings, MIPOTrainingArgsMixin
 from axolotl_mipo.collator import (
     COL_PROMPT_NC_IDS,
-    COL_REF_PIR,
-    COL_REF_PMI,
-    COL_REF_TOKENS,
     MIPO_BATCH_KEYS,
     MIPO_COLUMNS,
     REF_PMI_KEY,
@@ -94,6 +84,7 @@ from axolotl_mipo.losses import (
     rmipo_gamma,
     rmipo_reference_free_loss,
 )
+from axolotl_mipo.reference import precompute_reference_data
 
 LOG = logging.getLogger(__name__)
 
@@ -109,11 +100,6 @@ else:
     @dataclass
     class MIPODPOConfig(MIPOTrainingArgsMixin, AxolotlDPOConfig):
         """``AxolotlDPOConfig`` with the ``mipo_*`` fields, for building the trainer without the plugin."""
-
-
-def _compact_rows(values: torch.Tensor, mask: torch.Tensor) -> list[list[float]]:
-    values, mask = values.detach().float().cpu(), mask.bool().cpu()
-    return [values[i][mask[i]].tolist() for i in range(values.shape[0])]
 
 
 # --------------------------------------------------------------------------- trainer
@@ -239,82 +225,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             return dataset
         if not s.needs_ref_tokens and not s.ref_extras:
             return super()._precompute_ref_logps(dataset, name, batch_size)
-        return self._mipo_precompute(dataset, name, batch_size)
-
-    def _mipo_precompute(self, dataset, name, batch_size):
-        """Reference sums, and per-token log-probs, PIR and/or PMI, in one pass; cached like TRL's."""
-        s = self._mipo
-        if isinstance(dataset, IterableDataset):
-            raise MIPOConfigError(
-                "precompute_ref_log_probs with mipo.loss perce needs a map-style dataset, not an IterableDataset"
-            )
-        model_hash = hash_module(self.ref_model or self.model)
-        key = ("axolotl_mipo.ref.v1", dataset._fingerprint, model_hash, s.needs_ref_tokens, s.ref_weights,
-               s.ref_pmi, self.args.max_length, self.args.truncation_mode)
-        fingerprint = [Hasher.hash(key)]
-        broadcast_object_list(fingerprint, from_process=0)
-        fingerprint = fingerprint[0]
-        cache_file = dataset._get_cache_file_path(fingerprint)
-        if os.path.exists(cache_file):
-            return concatenate_datasets([dataset, Dataset.from_file(cache_file)], axis=1)
-
-        collator = self._mipo_collator(emit_no_context=s.ref_weights, no_context_rows="both")
-        # not sharded by accelerate: rows have per-token lists of different lengths (see module docstring)
-        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, shuffle=False)
-        if self.ref_model is None and self.is_deepspeed_enabled:
-            if self._precompute_engine is None:
-                self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
-            model = self._precompute_engine
-        else:
-            model = self.ref_model or self.model
-
-        cols: dict[str, list] = defaultdict(list)
-        device = self.accelerator.device
-        for batch in loader:
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            ref_logps, mask = self._mipo_ref_token_logps(model, batch["input_ids"], batch["attention_mask"],
-                                                        batch["completion_mask"])
-            half = batch["input_ids"].shape[0] // 2
-            sums = masked_sum(ref_logps, mask)
-            cols["ref_chosen_logps"] += sums[:half].float().cpu().tolist()
-            cols["ref_rejected_logps"] += sums[half:].float().cpu().tolist()
-            if s.needs_ref_tokens:
-                rows = _compact_rows(ref_logps, mask)
-                cols[COL_REF_TOKENS[0]] += rows[:half]
-                cols[COL_REF_TOKENS[1]] += rows[half:]
-            if s.ref_weights:
-                nc_logps, nc_mask = self._mipo_ref_token_logps(
-                    model, batch["nc_input_ids"], batch["nc_attention_mask"], batch["nc_completion_mask"]
-                )
-                aligned, matched = align_right(nc_logps, nc_mask, mask)
-                pir = torch.where(matched, ref_logps - aligned, torch.zeros_like(ref_logps))
-                rows = _compact_rows(pir, mask)
-                cols[COL_REF_PIR[0]] += rows[:half]
-                cols[COL_REF_PIR[1]] += rows[half:]
-            if s.ref_pmi:
-                pmi = self._response_pmi(batch["input_ids"], batch["completion_mask"], ref_logps, mask,
-                                         lambda ids, att: self._mipo_ref_token_logps(model, ids, att, att)[0])
-                cols[COL_REF_PMI[0]] += pmi[:half].float().cpu().tolist()
-                cols[COL_REF_PMI[1]] += pmi[half:].float().cpu().tolist()
-        if not s.needs_reference:
-            del cols["ref_chosen_logps"], cols["ref_rejected_logps"]
-
-        if self.accelerator.is_main_process:
-
-            def add_columns(batch, indices):
-                return {k: [v[i] for i in indices] for k, v in cols.items()}
-
-            dataset.map(
-                add_columns,
-                with_indices=True,
-                batched=True,
-                remove_columns=dataset.column_names,
-                new_fingerprint=fingerprint,
-                cache_file_name=cache_file,
-                desc=f"Caching reference data for {name} dataset",
-            )
-        self.accelerator.wait_for_everyone()
-        return concatenate_datasets([dataset, Dataset.from_file(cache_file)], axis=1)
+        return precompute_reference_data(self, dataset, name, batch_size)
 
     # -- forwards ------------------------------------------------------------
     def _no_grad_token_logps(self, model_inputs: dict, *, reference: bool, model=None) -> torch.Tensor:
@@ -523,8 +434,10 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
 
     def _log_dpo_metrics(self, mode, inputs, shift_logits, shift_labels, mask, per_token_logps,
                          chosen_rewards, rejected_rewards):
-        """TRL's DPO metrics: same keys and definitions as ``DPOTrainer._compute_loss`` of TRL 1.9.0
-        (``trl/trainer/dpo_trainer.py``; this package pins ``trl>=1.9,<1.10``). Re-check on a TRL upgrade."""
+        """TRL's DPO metrics, with TRL's keys and definitions (``DPOTrainer._compute_loss``), from our loss's
+        rewards. ``tests/test_losses.py::test_dpo_metrics_match_trls_on_the_installed_version`` runs the
+        installed TRL's ``_compute_loss`` beside this and fails when a key or a value differs, so a TRL
+        release that changes its metrics fails the suite of the stack that installs it."""
         acc = self.accelerator
         metrics = self._metrics[mode]
         entropy_sum = acc.gather_for_metrics((entropy_from_logits(shift_logits.detach()) * mask).sum()).sum()

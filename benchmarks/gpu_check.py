@@ -40,7 +40,7 @@ Every finished figure is written to the JSON at once (a run cut short still
 reports); one table is printed at the end. ``--smoke`` runs the same code paths
 on the CPU with small shapes (LoRA without 4-bit, fp32, AdamW: bitsandbytes'
 4-bit and paged optimizers need CUDA; the vllm step against the stand-in module
-of ``axolotl_mipo.testing.fake_vllm`` when vLLM is not installed) and measures
+of ``axolotl_mipo._doubles.fake_vllm`` when vLLM is not installed) and measures
 the CPU step's transient memory (glibc's live malloc bytes) for
 ``axolotl_mipo/memory.py``'s estimate.
 """
@@ -335,7 +335,7 @@ def run_vllm(model_dir: Path, work: Path, smoke: bool) -> dict:
     except ImportError:
         if not smoke:
             return {"skipped": "vllm is not installed"}
-        from axolotl_mipo.testing.fake_vllm import FakeVLLM
+        from axolotl_mipo._doubles.fake_vllm import FakeVLLM
 
         stand_in = FakeVLLM()
         for name, mod in stand_in._modules.items():

@@ -4,10 +4,13 @@
     python scripts/import_graph.py --modules  # one node per module
     python scripts/import_graph.py --dot      # Graphviz DOT instead of Mermaid
     python scripts/import_graph.py --check    # exit 1 if a module imports a higher layer or a cycle exists
+    python scripts/import_graph.py --write    # rewrite CONTRIBUTING.md's layer table and graph
 
 Every import counts, including the ones inside functions (imported late for
 speed, they are dependencies all the same). ``tests/test_layers.py`` runs the
-check, so an upward import fails the test suite.
+check, so an upward import fails the test suite. CONTRIBUTING.md's layer table
+and graph are this script's output (``--write``, between the ``MARKERS``);
+``tests/test_layers.py`` fails when they differ from what it would write.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from pathlib import Path
 
 PACKAGE = "axolotl_mipo"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+CONTRIBUTING = ROOT.parent / "CONTRIBUTING.md"
+MARKERS = ("<!-- layers: written by `python scripts/import_graph.py --write`; do not edit by hand -->",
+           "<!-- layers: end -->")
 
 # Lowest first. A module may import its own layer or a lower one, never a higher one. A package listed
 # here covers all its modules; a new module outside these must be given a layer (the check says so).
@@ -30,12 +36,41 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pairing", ("pairing",)),
     ("config: the mipo: block, checked against what rows, presets and strategies declare", ("args",)),
     ("pipeline: rows -> pairs -> DPO dataset", ("pipeline",)),
-    ("trainer", ("collator", "trainer")),
+    ("trainer", ("collator", "trainer", "reference")),
     ("evaluation", ("evaluation",)),
     ("POPI summarizer training (its own plugin)", ("popi",)),
-    ("testing helpers, model preparation", ("testing", "smollm2")),
+    ("testing helpers, model preparation", ("testing", "_doubles", "smollm2")),
     ("entry points", ("plugin", "cli", "__init__")),
 ]
+
+# What each layer holds, for CONTRIBUTING.md's table (keyed by the layer's title in LAYERS).
+WHAT = {
+    "errors and version compatibility": "the exception types; every difference between the tested Axolotl / TRL "
+    "versions (`compat`), detected by feature, not by version number",
+    "loss options and input rows": "the loss options, declared once (`loss_options.MIPOTrainingArgsMixin`); "
+    "input rows: `example`, `files` (shared readers), `rows` (loading, the context/query split), `presets/` "
+    "(published dataset schemas, one module per family), `prompts`",
+    "math: losses, scoring, memory estimates": "pure loss math; log-probs of responses and the pointwise MI; "
+    "the GPU memory estimate",
+    "generation": "backends (`hf`, `vllm`, `openai`), their `SamplingSettings`, the cache, the loop that fills "
+    "it, the hand-off of GPU memory to training",
+    "pairing": "pairing strategies, the registry, the derangement",
+    "config: the mipo: block, checked against what rows, presets and strategies declare": "the `mipo:` block "
+    "(`args`): its pydantic models, one prompt-format model shared with POPI, and the checks derived from what "
+    "the presets and the strategies declare",
+    "pipeline: rows -> pairs -> DPO dataset": "rows -> generation -> pairs -> DPO rows: `builder`, `summary` "
+    "(POPI), `diagnostics` (rows per rejected prompt), `build_rows`",
+    "trainer": "the DPO trainer with the RMiPO / PerCE loss hooks, its batches (`collator`) and the reference "
+    "data it precomputes and caches once (`reference`)",
+    "evaluation": "evaluation of a trained model: figures (`evaluate`, `metrics`, `judge`), statistics over "
+    "seeds and rows (`stats`), reports (`report`)",
+    "POPI summarizer training (its own plugin)": "POPI's trained summarizer (arXiv 2510.17881): GRPO on "
+    "preference summaries, its own Axolotl plugin, args, data and reward",
+    "testing helpers, model preparation": "`testing/`: the kit for strategy authors (below); `_doubles/`: this "
+    "project's internal test doubles (the vLLM stand-in); `smollm2`: SmolLM2-135M-Instruct as an offline "
+    "model for the CPU demo and proofs",
+    "entry points": "the Axolotl plugin, the `axolotl-mipo` command and the package's exports",
+}
 
 
 # top-level folders of the repository that are not in the wheel: they may import the package, never the reverse
@@ -199,12 +234,50 @@ def dot(g: dict[str, set[str]]) -> str:
     return "\n".join(lines + ["}"])
 
 
+def table() -> str:
+    """CONTRIBUTING.md's layer table: each layer's members (``pkg/`` for a package) and what it holds."""
+    lines = ["| layer | modules | what |", "|---|---|---|"]
+    for i, (title, members) in enumerate(LAYERS):
+        names = [f"`{m}/`" if (ROOT / m).is_dir() else f"`{m}`" for m in members if m != "__init__"]
+        if "__init__" in members:
+            names.append(f"`{PACKAGE}` itself")
+        lines.append(f"| {i} | {', '.join(names)} | {WHAT.get(title, title)} |")
+    return "\n".join(lines)
+
+
+def contributing_section() -> str:
+    """What ``--write`` puts between the ``MARKERS`` in CONTRIBUTING.md: the table, then the graph."""
+    return "\n".join([MARKERS[0], table(), "", "```mermaid", mermaid(collapsed(graph(), False)), "```", MARKERS[1]])
+
+
+def written_section(text: str) -> str:
+    """The section of ``text`` between the ``MARKERS``, markers included (an error when they are missing)."""
+    start, end = text.find(MARKERS[0]), text.find(MARKERS[1])
+    if start < 0 or end < start:
+        raise ValueError(f"{CONTRIBUTING.name} lacks the markers {MARKERS}: put them where the layer table goes")
+    return text[start:end + len(MARKERS[1])]
+
+
+def write_contributing(path: Path = CONTRIBUTING) -> bool:
+    """Rewrite the section between the markers; ``True`` when the file changed."""
+    text = path.read_text(encoding="utf-8")
+    new = text.replace(written_section(text), contributing_section(), 1)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modules", action="store_true", help="one node per module instead of per package")
     ap.add_argument("--dot", action="store_true", help="Graphviz DOT instead of Mermaid")
     ap.add_argument("--check", action="store_true", help="only check the layering")
+    ap.add_argument("--write", action="store_true", help=f"rewrite the layer table and graph in {CONTRIBUTING.name}")
     a = ap.parse_args(argv)
+    if a.write:
+        changed = write_contributing()
+        print(f"{CONTRIBUTING.name}: {'layer table and graph rewritten' if changed else 'already up to date'}")
+        return 0
     g = graph()
     if a.check:
         bad = violations(g) + forbidden_imports() + [f"import cycle: {' -> '.join(c)}" for c in cycles(g)]

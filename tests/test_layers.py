@@ -102,3 +102,30 @@ def test_the_cycle_check_sees_direct_indirect_and_self_cycles(ig):
     g = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}, "f": {"g"}, "g": {"f"}, "h": {"a"}}
     assert ig.cycles(g) == [["a", "b", "c"], ["e"], ["f", "g"]]
     assert ig.cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+# ------------------------------------------------ CONTRIBUTING.md's layer table and graph
+
+
+@pytest.mark.fast
+def test_contributing_shows_the_layers_the_script_writes(ig):
+    """CONTRIBUTING.md's layer table and graph are ``import_graph.py --write``'s output, so they cannot drift."""
+    written = ig.written_section(ig.CONTRIBUTING.read_text(encoding="utf-8"))
+    assert written == ig.contributing_section(), (
+        "CONTRIBUTING.md's layer table or graph differs from the source: run python scripts/import_graph.py --write")
+    assert set(ig.WHAT) == {title for title, _ in ig.LAYERS}, "each layer in LAYERS needs its WHAT entry"
+    for member in ("compat", "popi/", "smollm2", "reference", "testing/"):
+        assert f"`{member}`" in ig.table(), member
+
+
+@pytest.mark.fast
+def test_write_replaces_only_the_section_between_the_markers(ig, tmp_path):
+    path = tmp_path / "CONTRIBUTING.md"
+    path.write_text(f"# Intro\n\n{ig.MARKERS[0]}\n| stale | table |\n{ig.MARKERS[1]}\n\n## After\n", encoding="utf-8")
+    assert ig.write_contributing(path) is True
+    text = path.read_text(encoding="utf-8")
+    assert text == f"# Intro\n\n{ig.contributing_section()}\n\n## After\n"
+    assert ig.write_contributing(path) is False
+    path.write_text("# no markers\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="lacks the markers"):
+        ig.write_contributing(path)

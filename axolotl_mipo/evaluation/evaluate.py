@@ -47,9 +47,7 @@ Choices, documented because they change numbers:
 from __future__ import annotations
 
 import logging
-import math
 import random
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +55,7 @@ from typing import Any
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.data.prompts import PromptFormat, build_messages
 from axolotl_mipo.evaluation import metrics as M
+from axolotl_mipo.evaluation.judge import run_judge
 from axolotl_mipo.evaluation.report import EvalRun
 from axolotl_mipo.scoring import conditional_logprobs, context_score_matrix
 
@@ -78,88 +77,6 @@ class EvalResult:
     def to_run(self, label: str, seed: int | None = None, **extra) -> EvalRun:
         return EvalRun(label=label, seed=seed, figures=dict(self.figures), mi_per_row=list(self.mi_per_row),
                        accuracy_per_k=dict(self.accuracy_per_k), extra={**self.extra, **extra})
-
-
-# --------------------------------------------------------------------- judge
-
-JUDGE_TEMPLATE = (
-    "You are grading how well a response fits one user.\n"
-    "User profile: {context}\n"
-    "User question: {query}\n"
-    "Response: {response}\n\n"
-    "On a scale of 1 (ignores the user's preferences) to 5 (follows every stated preference), "
-    "how well does the response follow this user's preferences? Answer with one digit.\nScore:"
-)
-_SCORE = re.compile(r"[1-5]")
-
-
-def parse_score(text: str) -> float | None:
-    """The first digit 1-5 in a judge's answer, or ``None`` when there is none."""
-    m = _SCORE.search(text or "")
-    return float(m.group(0)) if m else None
-
-
-class LLMJudge:
-    """Scores ``(context, query, response)`` 1-5 with a generation backend (e.g. ``OpenAIBackend``).
-
-    The MIPO paper has a judge score each stated preference 1-5; here one score
-    is asked for all preferences together. ``chat_tokenizer`` (optional): the
-    judge model's tokenizer, whose chat template renders the question; without
-    it the question is sent as plain text ending in ``Score:``. Answers without
-    a digit 1-5 are ``None`` (counted as invalid, never as a tie).
-    """
-
-    def __init__(self, backend, chat_tokenizer=None, template: str = JUDGE_TEMPLATE):
-        self.backend = backend
-        self.chat_tokenizer = chat_tokenizer
-        self.template = template
-
-    def _render(self, context: str, query: str, response: str) -> str:
-        text = self.template.format(context=context, query=query, response=response)
-        tok = self.chat_tokenizer
-        if tok is not None and getattr(tok, "chat_template", None):
-            return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                           add_generation_prompt=True)
-        return text
-
-    def score(self, items: Sequence[tuple[str, str, str]]) -> list[float | None]:
-        prompts = [self._render(c, q, r) for c, q, r in items]
-        out: list[float | None] = []
-        size = max(1, int(getattr(self.backend, "batch_size", 8)))
-        for i in range(0, len(prompts), size):
-            out.extend(parse_score(r.text) for r in self.backend.generate_batch(prompts[i:i + size]))
-        return out
-
-
-def _judge_scores(judge, items):
-    if hasattr(judge, "score"):
-        return list(judge.score(items))
-    return [judge(*it) for it in items]
-
-
-def run_judge(judge, examples: Sequence[Example], responses: Sequence[str], tol: float = 0.0) -> dict:
-    """Win / tie / loss of each response against its row's reference, by judge score."""
-    rows = [(ex, r) for ex, r in zip(examples, responses) if ex.meta.get("reference") is not None]
-    if not rows:
-        return {"n": 0, "invalid": 0, "note": "no reference responses: the judge needs them"}
-    def query(ex):
-        return "\n".join(c for role, c in ex.messages if role == "user")
-
-    model_items = [(ex.context or "", query(ex), r) for ex, r in rows]
-    ref_items = [(ex.context or "", query(ex), ex.meta["reference"]) for ex, _ in rows]
-    scores = _judge_scores(judge, model_items + ref_items)
-    mine, refs = scores[: len(rows)], scores[len(rows):]
-    outcomes, invalid = [], 0
-    for a, b in zip(mine, refs):
-        if a is None or b is None or not (math.isfinite(float(a)) and math.isfinite(float(b))):
-            invalid += 1
-            continue
-        outcomes.append(M.judge_outcome(a, b, tol=tol))
-    tally = M.judge_tally(outcomes).to_dict()
-    tally["invalid"] = invalid
-    valid_mine = [float(a) for a in mine if a is not None]
-    tally["mean_score"] = sum(valid_mine) / len(valid_mine) if valid_mine else float("nan")
-    return tally
 
 
 # ------------------------------------------------------------------- helpers
@@ -230,35 +147,6 @@ def _identification(score_rows, truth, cols) -> dict[int, M.IdentificationResult
         true_col = [keep.index(t) for keep, t in zip(per_row, truth)]
         out[k] = M.context_identification_accuracy(sub, true_col)
     return out
-
-
-def _score_candidates(model, tokenizer, examples, responses, cands, fmt, batch_size, progress, desc):
-    rows: list[list[float]] = []
-    step = max(1, (4 * batch_size) // max(1, len(cands[0]) if cands else 1))
-    bar = _bar(len(examples), desc, progress)
-    for sl in _chunks(len(examples), step):
-        rows += context_score_matrix(model, tokenizer, examples[sl], responses[sl], cands[sl], fmt,
-                                     batch_size=batch_size)
-        if bar is not None:
-            bar.update(sl.stop - sl.start)
-    if bar is not None:
-        bar.close()
-    return rows
-
-
-def _conditional(model, tokenizer, examples, responses, fmt, batch_size, progress, desc):
-    with_c, without = [], []
-    bar = _bar(len(examples), desc, progress)
-    step = 4 * batch_size
-    for sl in _chunks(len(examples), step):
-        a, b = conditional_logprobs(model, tokenizer, examples[sl], responses[sl], fmt, batch_size=batch_size)
-        with_c += a
-        without += b
-        if bar is not None:
-            bar.update(sl.stop - sl.start)
-    if bar is not None:
-        bar.close()
-    return with_c, without
 
 
 # ------------------------------------------------------ preference accuracy
@@ -393,8 +281,8 @@ def evaluate_model(
         seed: the sampling seed (per-prompt seeds derive from it).
         batch_size: rows per generation and scoring batch.
         fmt: where and how the context enters the prompt (default: a system message).
-        judge: an :class:`LLMJudge`, any object with ``score(items) -> list[float | None]``
-            or a callable ``(context, query, response) -> float | None``.
+        judge: an :class:`~axolotl_mipo.evaluation.judge.LLMJudge`, any object with
+            ``score(items) -> list[float | None]`` or a callable ``(context, query, response) -> float | None``.
         judge_tol: score difference under which the judge's verdict is a tie.
         checker: ``(responses, examples) -> {name: value}``, added to the
             figures as ``pref_<name>`` (e.g. the synthetic task's preference
@@ -415,6 +303,55 @@ def evaluate_model(
     ``pref_pairs`` when rows carry a human pair (``reference_scores``: the base
     model's ``extra["pair_scores"]``, for the adapter's implicit-reward accuracy).
     """
+    examples = _rows_to_evaluate(examples, tokenizer, n_generate)
+    fmt = fmt or PromptFormat()
+    score = _Scorer(model, tokenizer, fmt, batch_size, progress)
+    notes: list[str] = []
+
+    generated = generate_responses(model, tokenizer, examples, fmt=fmt, max_new_tokens=max_new_tokens,
+                                   temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                                   batch_size=batch_size, progress=progress)
+    responses = [t for t, _ in generated]
+
+    mi, figures = _mi_figures(score, examples, responses)
+    refs, ref_mi, ref_figures = _reference_figures(score, examples, responses, notes)
+    figures.update(ref_figures)
+    ident, id_figures = _identification_figures(score, examples, responses, refs if identify_references else None,
+                                                k_values, seed, notes)
+    figures.update(id_figures)
+    figures.update(_text_figures(responses, generated, max_new_tokens, seed))
+
+    extra: dict[str, Any] = {"identification": ident["summary"], "identified_per_row": ident["per_row"],
+                             "n_rows": len(examples), "n_contexts": ident["n_contexts"],
+                             "generation": {"max_new_tokens": max_new_tokens, "temperature": temperature,
+                                            "top_p": top_p, "top_k": top_k, "seed": seed}}
+    if ref_mi is not None:
+        extra["ref_mi_per_row"] = ref_mi.per_row
+    if checker is not None:
+        figures.update({f"pref_{name}": float(value) for name, value in checker(responses, examples).items()})
+    if judge is not None:
+        extra["judge"], judge_figures = _judge_figures(judge, examples, responses, judge_tol)
+        figures.update(judge_figures)
+    if any(ex.human_pair is not None for ex in examples):
+        pair_scores = score_human_pairs(model, tokenizer, examples, fmt, batch_size=batch_size)
+        pfig, extra["preference_accuracy"] = preference_figures(pair_scores, reference_scores)
+        figures.update(pfig)
+        extra["pair_scores"] = pair_scores
+    if notes:
+        extra["notes"] = notes
+        for n in notes:
+            LOG.warning(f"mipo eval: {n}")
+    extra["samples"] = [{"context": ex.context, "query": "\n".join(c for _, c in ex.messages), "response": r}
+                        for ex, r in list(zip(examples, responses))[:5]]
+    return EvalResult(figures=figures, mi_per_row=mi.per_row, accuracy_per_k=ident["accuracy"],
+                      responses=responses, extra=extra)
+
+
+# ---------------------------------------------------------- evaluate_model's steps
+
+
+def _rows_to_evaluate(examples: Sequence[Example], tokenizer, n_generate: int | None) -> list[Example]:
+    """The first ``n_generate`` rows, each with a context, their text neutralized as in training."""
     from axolotl_mipo.pipeline.builder import neutralize_examples
 
     examples = list(examples)[: n_generate] if n_generate else list(examples)
@@ -423,40 +360,81 @@ def evaluate_model(
     missing = [ex.index for ex in examples if not ex.context]
     if missing:
         raise ValueError(f"rows {missing[:5]} have no user context; personalization needs one per row")
-    examples, _ = neutralize_examples(examples, tokenizer)
-    fmt = fmt or PromptFormat()
-    notes: list[str] = []
+    return neutralize_examples(examples, tokenizer)[0]
 
-    generated = generate_responses(model, tokenizer, examples, fmt=fmt, max_new_tokens=max_new_tokens,
-                                   temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
-                                   batch_size=batch_size, progress=progress)
-    responses = [t for t, _ in generated]
-    truncated = sum(n >= max_new_tokens for _, n in generated)
 
-    figures: dict[str, float] = {}
-    with_c, without = _conditional(model, tokenizer, examples, responses, fmt, batch_size, progress,
-                                   "mipo eval: MI (generated)")
+@dataclass(frozen=True)
+class _Scorer:
+    """One model's scoring of responses, in chunks of rows, with a progress bar."""
+
+    model: Any
+    tokenizer: Any
+    fmt: PromptFormat
+    batch_size: int
+    progress: bool
+
+    def _chunked(self, n: int, step: int, desc: str, score_slice) -> None:
+        bar = _bar(n, desc, self.progress)
+        for sl in _chunks(n, step):
+            score_slice(sl)
+            if bar is not None:
+                bar.update(sl.stop - sl.start)
+        if bar is not None:
+            bar.close()
+
+    def conditional(self, examples, responses, desc: str) -> tuple[list, list]:
+        """``log p(y|x,c)`` and ``log p(y|x)`` of each row's response, as ``(sum, n tokens)``."""
+        with_c, without = [], []
+
+        def one(sl):
+            a, b = conditional_logprobs(self.model, self.tokenizer, examples[sl], responses[sl], self.fmt,
+                                        batch_size=self.batch_size)
+            with_c.extend(a)
+            without.extend(b)
+
+        self._chunked(len(examples), 4 * self.batch_size, desc, one)
+        return with_c, without
+
+    def candidates(self, examples, responses, cands, desc: str) -> list[list[float]]:
+        """Each row's response scored under each of its candidate contexts."""
+        rows: list[list[float]] = []
+
+        def one(sl):
+            rows.extend(context_score_matrix(self.model, self.tokenizer, examples[sl], responses[sl], cands[sl],
+                                             self.fmt, batch_size=self.batch_size))
+
+        step = max(1, (4 * self.batch_size) // max(1, len(cands[0]) if cands else 1))
+        self._chunked(len(examples), step, desc, one)
+        return rows
+
+
+def _mi_figures(score: _Scorer, examples, responses) -> tuple[M.MIResult, dict[str, float]]:
+    with_c, without = score.conditional(examples, responses, "mipo eval: MI (generated)")
     mi = M.pointwise_mi(with_c, without)
-    figures.update(mi_mean=mi.mean, mi_sem=mi.sem, mi_std=mi.std,
-                   mi_per_token=mi.per_token_mean if mi.per_token_mean is not None else float("nan"),
-                   logp_with_context=sum(a for a, _ in with_c) / len(with_c),
-                   logp_without_context=sum(b for b, _ in without) / len(without))
+    return mi, dict(mi_mean=mi.mean, mi_sem=mi.sem, mi_std=mi.std,
+                    mi_per_token=mi.per_token_mean if mi.per_token_mean is not None else float("nan"),
+                    logp_with_context=sum(a for a, _ in with_c) / len(with_c),
+                    logp_without_context=sum(b for b, _ in without) / len(without))
 
+
+def _reference_figures(score: _Scorer, examples, responses, notes: list[str]):
+    """``(refs or None, their pointwise MI or None, figures)``: only when every row has a reference."""
     refs = [ex.meta.get("reference") for ex in examples]
-    has_refs = all(r is not None for r in refs)
-    if any(r is not None for r in refs) and not has_refs:
-        notes.append(f"{sum(r is None for r in refs)} of {len(refs)} rows have no reference; "
-                     "reference figures are left out")
-    ref_mi = None
-    if has_refs:
-        rw, ro = _conditional(model, tokenizer, examples, refs, fmt, batch_size, progress,
-                              "mipo eval: MI (references)")
-        ref_mi = M.pointwise_mi(rw, ro)
-        figures.update(ref_mi_mean=ref_mi.mean, ref_mi_per_token=ref_mi.per_token_mean
-                       if ref_mi.per_token_mean is not None else float("nan"))
-        figures["rouge_l"] = M.mean_rouge_l(responses, refs)
-        figures["meteor"] = M.mean_meteor(responses, refs)
+    if not all(r is not None for r in refs):
+        if any(r is not None for r in refs):
+            notes.append(f"{sum(r is None for r in refs)} of {len(refs)} rows have no reference; "
+                         "reference figures are left out")
+        return None, None, {}
+    ref_mi = M.pointwise_mi(*score.conditional(examples, refs, "mipo eval: MI (references)"))
+    return refs, ref_mi, {
+        "ref_mi_mean": ref_mi.mean,
+        "ref_mi_per_token": ref_mi.per_token_mean if ref_mi.per_token_mean is not None else float("nan"),
+        "rouge_l": M.mean_rouge_l(responses, refs), "meteor": M.mean_meteor(responses, refs),
+    }
 
+
+def _identification_figures(score: _Scorer, examples, responses, refs, k_values, seed, notes: list[str]):
+    """Context identification at each usable K, of the responses (and of ``refs`` when given)."""
     contexts = [ex.context for ex in examples]
     n_ctx = len(set(contexts))
     ks = sorted({int(k) for k in k_values})
@@ -465,60 +443,40 @@ def evaluate_model(
     usable = [k for k in ks if k <= n_ctx]
     if len(usable) < len(ks):
         notes.append(f"K={[k for k in ks if k > n_ctx]} skipped: only {n_ctx} distinct contexts in the rows")
-    accuracy: dict[int, float] = {}
-    ident: dict[str, Any] = {}
-    identified: dict[int, list[bool]] = {}  # per row, for intervals over rows (e.g. a bootstrap)
-    if usable:
-        cands, truth, cols = _nested_candidates(contexts, usable, seed)
-        scores = _score_candidates(model, tokenizer, examples, responses, cands, fmt, batch_size, progress,
-                                   f"mipo eval: context identification (K<={max(usable)})")
-        for k, res in _identification(scores, truth, cols).items():
-            accuracy[k] = res.accuracy
-            figures[f"accuracy_frac@K{k}"] = res.accuracy_fractional
-            ident[f"K{k}"] = {kk: v for kk, v in res.to_dict().items() if kk != "identified"}
-            identified[k] = list(res.identified)
-        if has_refs and identify_references:
-            rscores = _score_candidates(model, tokenizer, examples, refs, cands, fmt, batch_size, progress,
-                                        "mipo eval: context identification (references)")
-            for k, res in _identification(rscores, truth, cols).items():
-                figures[f"ref_accuracy@K{k}"] = res.accuracy
+    # identified: per row, for intervals over rows (e.g. a bootstrap)
+    out: dict[str, Any] = {"accuracy": {}, "summary": {}, "per_row": {}, "n_contexts": n_ctx}
+    figures: dict[str, float] = {}
+    if not usable:
+        return out, figures
+    cands, truth, cols = _nested_candidates(contexts, usable, seed)
+    scores = score.candidates(examples, responses, cands, f"mipo eval: context identification (K<={max(usable)})")
+    for k, res in _identification(scores, truth, cols).items():
+        out["accuracy"][k] = res.accuracy
+        figures[f"accuracy_frac@K{k}"] = res.accuracy_fractional
+        out["summary"][f"K{k}"] = {kk: v for kk, v in res.to_dict().items() if kk != "identified"}
+        out["per_row"][k] = list(res.identified)
+    if refs is not None:
+        rscores = score.candidates(examples, refs, cands, "mipo eval: context identification (references)")
+        for k, res in _identification(rscores, truth, cols).items():
+            figures[f"ref_accuracy@K{k}"] = res.accuracy
+    return out, figures
 
+
+def _text_figures(responses: list[str], generated, max_new_tokens: int, seed: int) -> dict[str, float]:
+    figures = {}
     if len(responses) >= 2:
         figures["self_bleu"] = M.self_bleu(responses, max_samples=500, seed=seed)
     figures["distinct_2"] = M.distinct_n(responses, 2)
     figures["response_tokens"] = sum(n for _, n in generated) / len(generated)
     figures["empty_share"] = sum(not r.strip() for r in responses) / len(responses)
-    figures["truncated_share"] = truncated / len(responses)
+    figures["truncated_share"] = sum(n >= max_new_tokens for _, n in generated) / len(responses)
+    return figures
 
-    extra: dict[str, Any] = {"identification": ident, "identified_per_row": identified,
-                             "n_rows": len(examples), "n_contexts": n_ctx,
-                             "generation": {"max_new_tokens": max_new_tokens, "temperature": temperature,
-                                            "top_p": top_p, "top_k": top_k, "seed": seed}}
-    if ref_mi is not None:
-        extra["ref_mi_per_row"] = ref_mi.per_row
-    if checker is not None:
-        for name, value in checker(responses, examples).items():
-            figures[f"pref_{name}"] = float(value)
-    if judge is not None:
-        tally = run_judge(judge, examples, responses, tol=judge_tol)
-        extra["judge"] = tally
-        for key in ("wins", "ties", "losses", "invalid", "win_rate", "tie_rate", "loss_rate", "mean_score"):
-            if key in tally:
-                figures[f"judge_{key}"] = float(tally[key])
-    if any(ex.human_pair is not None for ex in examples):
-        pair_scores = score_human_pairs(model, tokenizer, examples, fmt, batch_size=batch_size)
-        pfig, pdet = preference_figures(pair_scores, reference_scores)
-        figures.update(pfig)
-        extra["preference_accuracy"] = pdet
-        extra["pair_scores"] = pair_scores
-    if notes:
-        extra["notes"] = notes
-        for n in notes:
-            LOG.warning(f"mipo eval: {n}")
-    extra["samples"] = [{"context": ex.context, "query": "\n".join(c for _, c in ex.messages), "response": r}
-                        for ex, r in list(zip(examples, responses))[:5]]
-    return EvalResult(figures=figures, mi_per_row=mi.per_row, accuracy_per_k=accuracy, responses=responses,
-                      extra=extra)
+
+def _judge_figures(judge, examples, responses, tol: float) -> tuple[dict, dict[str, float]]:
+    tally = run_judge(judge, examples, responses, tol=tol)
+    keys = ("wins", "ties", "losses", "invalid", "win_rate", "tie_rate", "loss_rate", "mean_score")
+    return tally, {f"judge_{k}": float(tally[k]) for k in keys if k in tally}
 
 
 # ----------------------------------------------------------------- loading

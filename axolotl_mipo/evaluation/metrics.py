@@ -17,8 +17,9 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 # The pointwise MI lives with the scoring it summarises (a lower layer, which the pipeline's
 # preference-summary report uses too); re-exported here, and its NaN-safe mean reused below.
@@ -338,6 +339,29 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
         total += sum(grams.values())
         seen.update(grams)
     return len(seen) / total if total else 0.0
+
+
+# ------------------------------------------------------ preference satisfaction
+
+
+def preference_satisfaction(
+    responses: Sequence[str], prefs: Sequence, check: Callable[[str, Any], Mapping[str, bool]],
+    dimensions: Sequence[str],
+) -> dict[str, float]:
+    """Share of responses obeying each preference, and ``all`` of them at once.
+
+    ``check(response, prefs)`` says, for one response and its row's preferences,
+    whether each of ``dimensions`` is obeyed (a task's own rule checker, e.g. a
+    word limit or a language). The figures come in the order of ``dimensions``.
+    """
+    if len(responses) != len(prefs):
+        raise ValueError(f"{len(responses)} responses but {len(prefs)} preference sets")
+    if not responses:
+        raise ValueError("no responses")
+    checks = [check(r, p) for r, p in zip(responses, prefs)]
+    out = {d: sum(c[d] for c in checks) / len(checks) for d in dimensions}
+    out["all"] = sum(all(c.values()) for c in checks) / len(checks)
+    return out
 
 
 # ------------------------------------------------------------------- judge

@@ -65,18 +65,18 @@ def _finite(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _clean(obj):
+def _json_safe(obj):
     """JSON-safe copy: NaN/inf -> None, tuple -> list, keys -> str."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [_json_safe(v) for v in obj]
     if hasattr(obj, "to_dict"):
-        return _clean(obj.to_dict())
+        return _json_safe(obj.to_dict())
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy / torch scalars
-        return _clean(obj.item())
+        return _json_safe(obj.item())
     return obj
 
 
@@ -246,7 +246,7 @@ def write_report(
         "notes": notes,
     }
     paths["json"] = out / "report.json"
-    paths["json"].write_text(json.dumps(_clean(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths["json"].write_text(json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     paths["markdown"] = out / "summary.md"
     plot_files = [p for k, p in paths.items() if k not in ("json", "markdown")]
     paths["markdown"].write_text(markdown_summary(summary, title, notes, plot_files), encoding="utf-8")

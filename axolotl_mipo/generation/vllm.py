@@ -9,7 +9,7 @@ batch size here only sets how often finished responses are written to the cache.
 
 Checked against the source of vLLM 0.23 and 0.33 (``LLM.__init__``,
 ``LLM.generate``, ``SamplingParams``, the quantization methods, the engine
-core's ``shutdown``), recorded in ``axolotl_mipo.testing.vllm_api``:
+core's ``shutdown``), recorded in ``axolotl_mipo._doubles.vllm_api``:
 
 * it stops on the ids the ``hf`` backend stops on (``stop_token_ids``): vLLM's
   own stop set comes from its tokenizer and the generation config, and misses

@@ -21,6 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from axolotl_mipo.data.prompts import PromptFormat
 from axolotl_mipo.data.rows import load_examples
@@ -31,7 +36,12 @@ from axolotl_mipo.generation.distributed import dist_info
 from axolotl_mipo.generation.handoff import check_handoff, cuda_allocated
 from axolotl_mipo.pairing import build_strategy
 from axolotl_mipo.pipeline.builder import BuildStats, build_preference_rows
-from axolotl_mipo.pipeline.summary import DEFAULT_TEMPLATE, mi_summary_vs_history, summarize_contexts, write_report
+from axolotl_mipo.pipeline.summary import (
+    DEFAULT_TEMPLATE,
+    mi_summary_vs_history,
+    summarize_contexts,
+    write_summary_report,
+)
 
 LOG = logging.getLogger(__name__)
 DEFAULT_PREPARED_PATH = "last_run_prepared"
@@ -54,58 +64,8 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
     state = dist_info()
     world, rank = state.world_size, state.rank
     sharded = world > 1 and mipo_cfg.generation.backend != "vllm"
-
-    max_prompt_tokens = mipo_cfg.generation.max_prompt_tokens or cfg.get("sequence_len")
-    fmt = PromptFormat.from_config(mipo_cfg)
-
-    def run(gen_kwargs: dict):
-        baseline = cuda_allocated()
-        backend = backend_from_config(cfg, mipo_cfg, tokenizer)
-        try:
-            cache = GenerationCache(cache_root(cfg, mipo_cfg), backend.cache_key_parts())
-            rows_in, report = examples, None
-            if mipo_cfg.context_builder == "preference_summary":
-                writer = backend
-                if mipo_cfg.summary.summarizer:  # its own model, closed before the responses are generated
-                    from axolotl_mipo.generation.summarizer import summarizer_backend
-
-                    writer = summarizer_backend(cfg, mipo_cfg, tokenizer)
-                try:
-                    rows_in, report = summarize_contexts(
-                        examples, writer, cache_root(cfg, mipo_cfg), tokenizer,
-                        max_new_tokens=mipo_cfg.summary.max_new_tokens, max_words=mipo_cfg.summary.max_words,
-                        template=mipo_cfg.summary.template or DEFAULT_TEMPLATE, max_prompt_tokens=max_prompt_tokens,
-                        progress=progress and (sharded or rank == 0), gen_kwargs=gen_kwargs,
-                    )
-                finally:
-                    if writer is not backend:
-                        writer.close()
-            built = build_preference_rows(
-                rows_in, strategy, backend, cache, tokenizer,
-                fmt=fmt,
-                seed=mipo_cfg.seed,
-                max_prompt_tokens=max_prompt_tokens,
-                progress=progress and (sharded or rank == 0),
-                gen_kwargs=gen_kwargs,
-                long_prompt=mipo_cfg.long_prompt or ("skip" if mipo_cfg.on_bad_row == "skip" else "raise"),
-            )
-            if report is not None:
-                mi_summary_vs_history(rows_in, backend, cache, tokenizer, fmt, report,
-                                      rows=mipo_cfg.summary.report_rows, seed=mipo_cfg.seed, gen_kwargs=gen_kwargs)
-                LOG.info(report.summary())
-                if rank == 0:
-                    LOG.info(f"preference_summary: report written to {write_report(report, cache.dir)}")
-            return built
-        except BaseException as exc:
-            release_frames(exc)  # its traceback would keep the model alive after close()
-            raise
-        finally:
-            backend.close()
-            del backend
-            try:
-                check_handoff(baseline)
-            except Exception as exc:  # a report; never mask generation's own error
-                LOG.warning(f"mipo: could not check the GPU memory after generation ({type(exc).__name__}: {exc})")
+    run = _Run(cfg, mipo_cfg, tokenizer, examples, strategy, PromptFormat.from_config(mipo_cfg), rank,
+               show_progress=progress and (sharded or rank == 0))
 
     if mipo_cfg.regenerate:
         if state.is_main:
@@ -114,9 +74,88 @@ def build_rows(cfg, mipo_cfg, tokenizer, *, progress: bool = True) -> tuple[list
     retry = {"retries": mipo_cfg.generation.max_retries, "backoff_s": mipo_cfg.generation.retry_backoff_s}
     if sharded:
         state.barrier()  # every rank must see the same cache before planning
-        return run({**retry, "rank": rank, "world_size": world, "barrier": state.barrier})
+        return _with_backend(cfg, mipo_cfg, tokenizer,
+                             partial(run, gen_kwargs={**retry, "rank": rank, "world_size": world,
+                                                      "barrier": state.barrier}))
     with state.main_first():
-        return run(retry)
+        return _with_backend(cfg, mipo_cfg, tokenizer, partial(run, gen_kwargs=retry))
+
+
+def _with_backend(cfg, mipo_cfg, tokenizer, work: Callable):
+    """``work(backend)`` with the configured generation backend, closed afterwards whatever happens, then a
+    check that its GPU memory was returned (before training needs it)."""
+    baseline = cuda_allocated()
+    backend = backend_from_config(cfg, mipo_cfg, tokenizer)
+    try:
+        return work(backend)
+    except BaseException as exc:
+        release_frames(exc)  # its traceback would keep the model alive after close()
+        raise
+    finally:
+        backend.close()
+        del backend  # the last reference: the memory check below must not see the model
+        try:
+            check_handoff(baseline)
+        except Exception as exc:  # a report; never mask generation's own error
+            LOG.warning(f"mipo: could not check the GPU memory after generation ({type(exc).__name__}: {exc})")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One build's generation and pairing with a backend: (summaries ->) responses -> pairs."""
+
+    cfg: Any
+    mipo_cfg: Any
+    tokenizer: Any
+    examples: list
+    strategy: Any
+    fmt: PromptFormat
+    rank: int
+    show_progress: bool
+
+    def __call__(self, backend, *, gen_kwargs: dict) -> tuple[list[dict], BuildStats]:
+        m = self.mipo_cfg
+        cache = GenerationCache(cache_root(self.cfg, m), backend.cache_key_parts())
+        rows_in, report = self.examples, None
+        if m.context_builder == "preference_summary":
+            rows_in, report = self._summarize(backend, gen_kwargs)
+        built = build_preference_rows(
+            rows_in, self.strategy, backend, cache, self.tokenizer,
+            fmt=self.fmt,
+            seed=m.seed,
+            max_prompt_tokens=self.max_prompt_tokens,
+            progress=self.show_progress,
+            gen_kwargs=gen_kwargs,
+            long_prompt=m.long_prompt or ("skip" if m.on_bad_row == "skip" else "raise"),
+        )
+        if report is not None:
+            mi_summary_vs_history(rows_in, backend, cache, self.tokenizer, self.fmt, report,
+                                  rows=m.summary.report_rows, seed=m.seed, gen_kwargs=gen_kwargs)
+            LOG.info(report.summary())
+            if self.rank == 0:
+                LOG.info(f"preference_summary: report written to {write_summary_report(report, cache.dir)}")
+        return built
+
+    @property
+    def max_prompt_tokens(self):
+        return self.mipo_cfg.generation.max_prompt_tokens or self.cfg.get("sequence_len")
+
+    def _summarize(self, backend, gen_kwargs: dict):
+        """POPI-style summaries in place of the contexts, written by the generation backend or by the
+        summarizer's own model, which is closed before the responses are generated."""
+        m = self.mipo_cfg
+        summarize = partial(
+            summarize_contexts, self.examples, cache_root=cache_root(self.cfg, m), tokenizer=self.tokenizer,
+            max_new_tokens=m.summary.max_new_tokens, max_words=m.summary.max_words,
+            template=m.summary.template or DEFAULT_TEMPLATE, max_prompt_tokens=self.max_prompt_tokens,
+            progress=self.show_progress, gen_kwargs=gen_kwargs,
+        )
+        if not m.summary.summarizer:
+            return summarize(backend=backend)
+        from axolotl_mipo.generation.summarizer import summarizer_backend
+
+        with closing(summarizer_backend(self.cfg, m, self.tokenizer)) as writer:
+            return summarize(backend=writer)
 
 
 def clear_cache(cfg, mipo_cfg, tokenizer) -> None:

@@ -214,7 +214,7 @@ def mi_summary_vs_history(
     return report
 
 
-def write_report(report: SummaryReport, folder: str) -> str:
+def write_summary_report(report: SummaryReport, folder: str) -> str:
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "preference_summary_report.json")
     with open(path, "w", encoding="utf-8") as f:

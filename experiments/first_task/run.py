@@ -157,6 +157,7 @@ def pair_diagnostics(pairs: list[dict], base_dir: Path, adapter: Path, tok) -> d
     """
     from axolotl_mipo.data.prompts import build_messages
     from axolotl_mipo.evaluation.evaluate import load_model
+    from axolotl_mipo.evaluation.metrics import preference_satisfaction
     from axolotl_mipo.scoring import response_logprobs
     from experiments.tasks import synthetic as S
 
@@ -188,8 +189,8 @@ def pair_diagnostics(pairs: list[dict], base_dir: Path, adapter: Path, tok) -> d
         "margin_change_with_context": margin_c,
         "margin_change_without_context": margin_0,
         "context_specific_margin_change": margin_c - margin_0,
-        "chosen_satisfaction": S.preference_satisfaction(ys_c, prefs),
-        "rejected_satisfaction": S.preference_satisfaction(ys_r, prefs),
+        "chosen_satisfaction": preference_satisfaction(ys_c, prefs, S.check_preferences, S.DIMENSIONS),
+        "rejected_satisfaction": preference_satisfaction(ys_r, prefs, S.check_preferences, S.DIMENSIONS),
     }
 
 

@@ -41,6 +41,8 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from axolotl_mipo.evaluation.metrics import preference_satisfaction
+
 LANGUAGES = ("en", "fr", "es")
 FORMATS = ("bullets", "prose")
 MAX_WORDS = (20, 50)
@@ -249,18 +251,6 @@ def check_response(response: str, prefs: Mapping) -> dict[str, bool]:
     }
 
 
-def satisfaction(responses: Sequence[str], prefs: Sequence[Mapping]) -> dict[str, float]:
-    """Share of responses obeying each preference, and ``all`` five at once."""
-    if len(responses) != len(prefs):
-        raise ValueError(f"{len(responses)} responses but {len(prefs)} preference sets")
-    if not responses:
-        raise ValueError("no responses")
-    checks = [check_response(r, p) for r, p in zip(responses, prefs)]
-    out = {d: sum(c[d] for c in checks) / len(checks) for d in DIMENSIONS}
-    out["all"] = sum(all(c.values()) for c in checks) / len(checks)
-    return out
-
-
 # ------------------------------------------------------------------ reading back
 
 
@@ -365,7 +355,7 @@ def persona_checker(responses: Sequence[str], examples: Sequence) -> dict[str, f
         p = ex.meta.get("preferences") if ex.meta else None
         p = p if p is not None else preferences_from_context(ex.context or "")
         prefs.append(validate_preferences(p, f"row {ex.index} (context {(ex.context or '')[:60]!r})"))
-    return satisfaction(responses, prefs)
+    return preference_satisfaction(responses, prefs, check_response, DIMENSIONS)
 
 
 def main(argv: list[str] | None = None) -> None:

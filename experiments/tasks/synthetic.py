@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from axolotl_mipo.data.example import Example
-from axolotl_mipo.evaluation.metrics import tokenize
+from axolotl_mipo.evaluation.metrics import preference_satisfaction, tokenize
 
 LENGTHS = ("short", "long")
 FORMALITIES = ("formal", "casual")
@@ -277,20 +277,6 @@ def check_preferences(response: str, user: SyntheticUser | Mapping[str, str]) ->
     }
 
 
-def preference_satisfaction(
-    responses: Sequence[str], users: Sequence[SyntheticUser | Mapping[str, str]]
-) -> dict[str, float]:
-    """Fraction of responses obeying each preference, and ``all`` four at once."""
-    if len(responses) != len(users):
-        raise ValueError(f"{len(responses)} responses but {len(users)} users")
-    if not responses:
-        raise ValueError("no responses")
-    checks = [check_preferences(r, u) for r, u in zip(responses, users)]
-    out = {d: sum(c[d] for c in checks) / len(checks) for d in DIMENSIONS}
-    out["all"] = sum(all(c.values()) for c in checks) / len(checks)
-    return out
-
-
 def synthetic_preferences(context: str) -> dict[str, str] | None:
     """The synthetic task's preferences, read back from a context built by its phrase table (else ``None``)."""
     prefs: dict[str, str] = {}
@@ -313,7 +299,7 @@ def synthetic_checker(responses: Sequence[str], examples: Sequence[Example]) -> 
     prefs = [ex.meta.get("preferences") or synthetic_preferences(ex.context or "") for ex in examples]
     if any(p is None for p in prefs):
         return {}
-    return preference_satisfaction(responses, prefs)
+    return preference_satisfaction(responses, prefs, check_preferences, DIMENSIONS)
 
 
 def main(argv: list[str] | None = None) -> None:

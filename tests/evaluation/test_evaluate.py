@@ -10,16 +10,14 @@ import pytest
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.evaluation import metrics as M
 from axolotl_mipo.evaluation.evaluate import (
-    LLMJudge,
     _identification,
     _nested_candidates,
     evaluate_model,
     evaluate_preferences,
-    parse_score,
     preference_figures,
-    run_judge,
     score_human_pairs,
 )
+from axolotl_mipo.evaluation.judge import LLMJudge, parse_score, run_judge
 from axolotl_mipo.generation.base import GenerationResult
 from axolotl_mipo.scoring import context_score_matrix
 from experiments.tasks import synthetic as S

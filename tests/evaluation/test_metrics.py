@@ -156,3 +156,21 @@ def test_implicit_reward_margin_is_dpo_eq5():
     m = M.implicit_reward_margins([-3.0], [-4.0], [-5.0], [-5.0], beta=0.1)
     assert m == [pytest.approx(0.1)]
     assert M.implicit_reward_margins([-1.0], [-2.0], [-1.0], [-2.0]) == [0.0]  # policy == reference: a tie
+
+
+# ------------------------------------------------------ preference satisfaction
+
+
+def test_preference_satisfaction_counts_each_preference_and_all_at_once():
+    def check(response, prefs):
+        return {"short": len(response.split()) <= prefs["max_words"], "polite": "please" in response}
+
+    prefs = {"max_words": 3}
+    sat = M.preference_satisfaction(["please sit", "please sit down now", "sit"], [prefs] * 3, check,
+                                    ("short", "polite"))
+    assert list(sat) == ["short", "polite", "all"]
+    assert sat == pytest.approx({"short": 2 / 3, "polite": 2 / 3, "all": 1 / 3})
+    with pytest.raises(ValueError, match="2 responses but 1 preference sets"):
+        M.preference_satisfaction(["a", "b"], [prefs], check, ("short",))
+    with pytest.raises(ValueError, match="no responses"):
+        M.preference_satisfaction([], [], check, ("short",))

@@ -95,7 +95,7 @@ def test_hf_model_is_collected_while_the_failure_is_still_held(run_load_datasets
 
 @pytest.mark.parametrize("fail", [False, True])
 def test_vllm_engine_is_shut_down_and_collected(run_load_datasets, tracked, tmp_path, monkeypatch, fail):
-    from axolotl_mipo.testing.fake_vllm import FakeVLLM
+    from axolotl_mipo._doubles.fake_vllm import FakeVLLM
 
     fake = FakeVLLM(fail_generate=RuntimeError("engine core died") if fail else None).install(monkeypatch)
     gen = {"backend": "vllm", "device": None, "load_in_4bit": False}

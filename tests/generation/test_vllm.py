@@ -5,10 +5,10 @@ import re
 import pytest
 from axolotl.utils.dict import DictDefault
 
+from axolotl_mipo._doubles.fake_vllm import FakeVLLM
 from axolotl_mipo.errors import MIPOConfigError, MIPOGenerationError
 from axolotl_mipo.generation.base import generate_with_cache
 from axolotl_mipo.generation.cache import GenerationCache
-from axolotl_mipo.testing.fake_vllm import FakeVLLM
 
 
 @pytest.fixture()
@@ -42,9 +42,9 @@ def test_vllm_backend_against_a_stand_in_vllm_module(monkeypatch, tok, tmp_path,
     prompt with a seed that depends on (seed, prompt) only, and the results in prompt order through the cache."""
     from axolotl.utils.dict import DictDefault
 
+    from axolotl_mipo._doubles.fake_vllm import FakeVLLM
     from axolotl_mipo.args import MIPOConfig
     from axolotl_mipo.generation import backend_from_config
-    from axolotl_mipo.testing.fake_vllm import FakeVLLM
 
     fake = FakeVLLM(version).install(monkeypatch)
     cfg = DictDefault({"base_model": str(tiny_model_dir), "trust_remote_code": None, "sequence_len": 200})

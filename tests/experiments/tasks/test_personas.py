@@ -5,6 +5,7 @@ import json
 import pytest
 
 from axolotl_mipo.data.example import Example
+from axolotl_mipo.evaluation.metrics import preference_satisfaction
 from experiments.tasks import personas as P
 
 
@@ -51,7 +52,8 @@ def test_casual_register_and_languages():
         "language": True, "format": True, "max_words": True, "topic": True, "register": True}
     assert P.detect_language("Vous pouvez préparer une recette avec des amis.") == "fr"
     assert P.detect_language("12 34") is None
-    sat = P.satisfaction(["- Cook a meal for the family.\n- Bake the bread with your recipe.", "no"], [PREFS, PREFS])
+    sat = preference_satisfaction(["- Cook a meal for the family.\n- Bake the bread with your recipe.", "no"],
+                                  [PREFS, PREFS], P.check_response, P.DIMENSIONS)
     assert sat["all"] == 0.5 and sat["topic"] == 0.5
 
 

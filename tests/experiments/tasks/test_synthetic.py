@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from axolotl_mipo.evaluation.metrics import preference_satisfaction
 from experiments.tasks import synthetic as S
 from experiments.tasks.synthetic import synthetic_preferences
 
@@ -32,7 +33,7 @@ def test_references_obey_own_preferences_only(seed):
             if uid != row["user_id"]:
                 assert not all(S.check_preferences(row["reference"], other).values())
     refs = [r["reference"] for r in rows]
-    sat = S.preference_satisfaction(refs, [users[r["user_id"]] for r in rows])
+    sat = preference_satisfaction(refs, [users[r["user_id"]] for r in rows], S.check_preferences, S.DIMENSIONS)
     assert sat == {"length": 1.0, "formality": 1.0, "topic": 1.0, "format": 1.0, "all": 1.0}
 
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from axolotl_mipo.testing.fake_vllm import FakeVLLM
+from axolotl_mipo._doubles.fake_vllm import FakeVLLM
 
 
 def test_the_double_refuses_what_vllm_refuses(monkeypatch):

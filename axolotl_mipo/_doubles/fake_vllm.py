@@ -6,7 +6,7 @@ of ``LLM.__init__`` (its ``**kwargs`` go to ``EngineArgs``, so those fields),
 ``LLM.generate`` and ``SamplingParams``, the quantization methods, and the value
 ranges ``SamplingParams`` enforces. They come from the installed vLLM's source
 when there is one, else from a release recorded in
-:mod:`axolotl_mipo.testing.vllm_api`. It also records what was asked and keeps
+:mod:`axolotl_mipo._doubles.vllm_api`. It also records what was asked and keeps
 weak references to every engine it started, so a test can see it shut down and
 collected.
 
@@ -22,7 +22,7 @@ import types
 import weakref
 from collections.abc import Callable
 
-from axolotl_mipo.testing.vllm_api import RECORDED, installed_api
+from axolotl_mipo._doubles.vllm_api import RECORDED, installed_api
 
 
 class FakeVLLM:

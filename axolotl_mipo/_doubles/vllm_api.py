@@ -1,9 +1,9 @@
 """vLLM's Python API as the ``vllm`` backend uses it, recorded from two releases' source.
 
-Written by ``python -m axolotl_mipo.testing.vllm_api SRC_ROOT VERSION`` (``SRC_ROOT``
+Written by ``python -m axolotl_mipo._doubles.vllm_api SRC_ROOT VERSION`` (``SRC_ROOT``
 holds one release's ``vllm/`` package, e.g. its unpacked wheel from PyPI; only
 the files named in each entry's ``source`` are parsed, nothing is imported) and
-read by :mod:`axolotl_mipo.testing.fake_vllm`, which checks the backend's calls
+read by :mod:`axolotl_mipo._doubles.fake_vllm`, which checks the backend's calls
 against it when vLLM itself is not installed. 0.23.0 is what pip picks beside
 axolotl 0.19 (Python 3.11), 0.33.0 the release beside axolotl 0.21 (Python 3.12+).
 """
