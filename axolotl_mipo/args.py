@@ -69,7 +69,7 @@ class MIPODatasetConfig(StrictModel):
             "context_query: a context field and a query field; messages: chat messages, the user context "
             "is the message with context_role (or the context_field if set); prompt: a plain prompt "
             "(reasoning variant, no user context); or a dataset preset: alignx, lamp, prism, "
-            "community_alignment (README, Datasets)"
+            "community_alignment (docs/datasets.md)"
         ),
     )
     context_field: str | None = Field(
@@ -92,7 +92,7 @@ class MIPODatasetConfig(StrictModel):
         default=None, description="context_query/messages/prompt: field holding a user id (per-user counts, POPI)",
     )
     max_rows: int | None = Field(default=None, ge=1, description="use only the first N rows")
-    # -- dataset presets (format: alignx / lamp / prism / community_alignment); see README, Datasets
+    # -- dataset presets (format: alignx / lamp / prism / community_alignment); see docs/datasets.md
     context_parts: list[str] | None = Field(
         default=None,
         description="alignx: which of demographics, comments, pairs form the context (default all); prism: "
@@ -339,7 +339,7 @@ class PromptFormatOptions(StrictModel):
 class MIPOConfig(_LossOptions, PromptFormatOptions):
     """Every option of axolotl-mipo (the loss options come from :class:`MIPOTrainingArgsMixin`).
 
-    See the README's config reference.
+    Every key, generated from these models: docs/reference/config.md.
     """
 
     datasets: list[MIPODatasetConfig] = Field(min_length=1)

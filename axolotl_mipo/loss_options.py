@@ -28,8 +28,8 @@ class MIPOTrainingArgsMixin:
     (``at_most``: the one cross-field rule of these options). Everything else derives from
     these fields: the ``mipo:`` block's pydantic fields (the same names without
     the ``mipo_`` prefix), :func:`training_args_from_config`,
-    :class:`MIPOLossSettings` and the checks of both; ``tests/test_args.py``
-    compares them with the README's config reference.
+    :class:`MIPOLossSettings` and the checks of both; ``tests/test_loss_options.py``
+    checks that they agree, and docs/reference/config.md is generated from them.
     """
 
     mipo_loss: str = field(default="dpo", metadata={

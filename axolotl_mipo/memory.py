@@ -138,7 +138,7 @@ def from_config(cfg: dict, *, seq: int | None = None, loss: str | None = None, s
 
 
 def table(configs: list[str], seqs=(1024, 2048), shapes: dict | None = None) -> list[dict]:
-    """Rows of (config, model, seq, loss, GiB, fits 16 / 24 GB) for the README."""
+    """Rows of (config, model, seq, loss, GiB, fits 16 / 24 GB) for docs/gpu-memory.md."""
     import yaml
 
     rows = []

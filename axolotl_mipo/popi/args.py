@@ -12,7 +12,7 @@ REWARD_FUNC = "axolotl_mipo.popi.reward.popi_reward"
 
 
 class POPIConfig(PromptFormatOptions):
-    """Every option of the summarizer's training. See the README, POPI trained summarizer.
+    """Every option of the summarizer's training. See docs/popi.md.
 
     ``context_placement``, ``context_template`` and ``user_prefix_template``: how the generator sees the
     summary, the same keys as in the ``mipo:`` block (:class:`~axolotl_mipo.args.PromptFormatOptions`).
