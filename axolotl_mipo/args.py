@@ -121,6 +121,13 @@ class MIPODatasetConfig(_Strict):
     user_field: str | None = Field(
         default=None, description="context_query/messages/prompt: field holding a user id (per-user counts, POPI)",
     )
+    answer_field: str | None = Field(
+        default=None, description="prompt: field holding the gold answer, for accuracy in axolotl-mipo eval only "
+        "(never in a prompt or a training pair); set with answer_kind",
+    )
+    answer_kind: Literal["number", "choice"] | None = Field(
+        default=None, description="number (#### N, last number) or choice (a letter A-E); set with answer_field",
+    )
     max_rows: int | None = Field(default=None, ge=1, description="use only the first N rows")
     # -- dataset presets (format: alignx / lamp / prism / community_alignment); see README, Datasets
     context_parts: list[str] | None = Field(
@@ -190,6 +197,11 @@ class MIPODatasetConfig(_Strict):
                 bad = [p for p in self.context_parts if p not in ALIGNX_PARTS]
                 if bad:
                     refuse("context_parts", f"{bad[0]!r} is not an alignx part; use {', '.join(ALIGNX_PARTS)}")
+        if (self.answer_field is None) != (self.answer_kind is None):
+            refuse("answer_kind" if self.answer_kind is None else "answer_field",
+                   "is missing; a gold answer needs both answer_field and answer_kind")
+        if self.answer_field is not None and self.format != "prompt":
+            refuse("answer_field", f"is an option of format prompt (reasoning rows), not of {self.format!r}")
         for key in ("chosen_field", "rejected_field", "user_field"):
             if getattr(self, key) is not None and preset is not None:
                 refuse(key, f"is an option of the generic formats; the {preset} preset reads its own pairs and users")
@@ -423,11 +435,11 @@ class MIPOConfig(_LossOptions):
             )
         # in a weighted list every row can go to any entry, so every entry's constraint applies to all data
         for name in dict.fromkeys(self.strategy_names):
-            if name == "mismatched_prompt":
+            if name in ("mismatched_prompt", "partial_prompt"):
                 bad = [i for i, d in enumerate(self.datasets) if d.format != "prompt"]
                 if bad:
                     raise ValueError(
-                        f"mipo.strategy mismatched_prompt is the reasoning variant and needs format: prompt; "
+                        f"mipo.strategy {name} is a reasoning variant and needs format: prompt; "
                         f"mipo.datasets[{bad[0]}].format is {self.datasets[bad[0]].format!r}"
                     )
             elif name in _CONTEXT_STRATEGIES:

@@ -69,6 +69,7 @@ def register_strategy(cls: S) -> S:
 
 def _ensure_builtins() -> None:
     # the built-ins register themselves on import; importing here avoids a cycle
+    import axolotl_mipo.pairing.prompts  # noqa: F401
     import axolotl_mipo.pairing.strategies  # noqa: F401
 
 
