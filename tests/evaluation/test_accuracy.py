@@ -191,3 +191,61 @@ def test_merge_into_run_and_summary_lines():
     assert any("Wilson" in line for line in lines)
     assert any("answer accuracy (greedy), adapter − base" in line and "3 rows, 2 right only with adapter" in line
                for line in lines)
+
+
+# -- end to end: axolotl train with partial_prompt on rows with gold answers, then axolotl-mipo eval ---------
+
+
+def _problems(n, start):
+    rows = []
+    for i in range(start, start + n):
+        a, b = i % 7 + 2, i % 5 + 1
+        rows.append({"prompt": f"Kim has {a} pens. She buys {b} more pens. Then she finds one pen. How many pens "
+                               "does she have? Give the final answer after ####.",
+                     "answer": str(a + b + 1 + 987000)})  # gold answers no text can contain by chance
+    return rows
+
+
+@pytest.mark.e2e
+def test_reasoning_path_trains_without_the_gold_and_eval_reports_accuracy(tmp_path, tiny_mipo_config, axolotl_cli):
+    import json as _json
+
+    from axolotl_mipo.cli import main
+
+    for name, rows in (("train", _problems(8, 0)), ("heldout", _problems(6, 100))):
+        (tmp_path / f"{name}.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    path = tiny_mipo_config(strategy="partial_prompt", datasets=[
+        {"path": str(tmp_path / "train.jsonl"), "format": "prompt", "answer_field": "answer",
+         "answer_kind": "number"}])
+    axolotl_cli(["train", str(path)], cwd=tmp_path)
+    out = tmp_path / "out"
+    assert (out / "adapter_model.safetensors").is_file()
+    # nothing training wrote (prepared dataset, generation cache, logs) holds a gold answer
+    golds = [r["answer"].encode() for r in _problems(8, 0)]
+    for f in [*tmp_path.joinpath("prepared").rglob("*"), *out.rglob("*")]:
+        if f.is_file() and f.suffix != ".safetensors":
+            data = f.read_bytes()
+            assert not any(g in data for g in golds), f
+
+    report = tmp_path / "report"
+    rc = main(["eval", str(path), "--adapter", str(out), "--data", str(tmp_path / "heldout.jsonl"),
+               "--max-new-tokens", "8", "--out", str(report), "--no-progress"])
+    assert rc == 0
+    data = _json.loads((report / "report.json").read_text())
+    runs = {r["label"]: r for r in data["runs"]}
+    assert set(runs) == {"base", "adapter"}
+    for run in runs.values():
+        figs = run["figures"]
+        for mode in ("greedy", "sampled"):
+            assert 0 <= figs[f"answer_accuracy_{mode}_ci_low"] <= figs[f"answer_accuracy_{mode}"] \
+                <= figs[f"answer_accuracy_{mode}_ci_high"] <= 1
+            assert 0 <= figs[f"answer_unparseable_{mode}"] <= 1
+            assert len(run["extra"]["answer_accuracy"][mode]["correct"]) == 6
+        assert figs["answer_rows"] == 6 and "mi_mean" not in figs  # no context: no personalization figures
+    ad = runs["adapter"]["figures"]
+    for mode in ("greedy", "sampled"):
+        assert -1 <= ad[f"answer_accuracy_{mode}_paired_ci_low"] <= ad[f"answer_accuracy_{mode}_paired_diff"] \
+            <= ad[f"answer_accuracy_{mode}_paired_ci_high"] <= 1
+    assert data["settings"]["answer_sampling"]["temperature"] == 0.1  # the config's, not eval's --temperature
+    md = (report / "summary.md").read_text()
+    assert "answer_accuracy_greedy" in md and "Newcombe" in md and "Wilson" in md

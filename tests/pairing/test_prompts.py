@@ -209,3 +209,14 @@ def test_fake_responses_tell_partial_requests_apart():
     rows = _rows(2)
     reqs = get_strategy("partial_prompt").requests(rows, 0)
     assert len(set(fake_responses(reqs, rows).values())) == 4
+
+
+@pytest.mark.fast
+def test_the_config_asks_for_prompt_rows():
+    from axolotl_mipo.args import validate_mipo_block
+
+    with pytest.raises(Exception, match="partial_prompt is a reasoning variant and needs format: prompt"):
+        validate_mipo_block({"datasets": [{"path": "x"}], "strategy": "partial_prompt"})
+    cfg = validate_mipo_block({"datasets": [{"path": "x", "format": "prompt"}], "strategy": "partial_prompt",
+                               "strategy_kwargs": {"single_sentence": "raise"}})
+    assert cfg.strategy == "partial_prompt"
