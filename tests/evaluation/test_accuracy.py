@@ -249,3 +249,9 @@ def test_reasoning_path_trains_without_the_gold_and_eval_reports_accuracy(tmp_pa
     assert data["settings"]["answer_sampling"]["temperature"] == 0.1  # the config's, not eval's --temperature
     md = (report / "summary.md").read_text()
     assert "answer_accuracy_greedy" in md and "Newcombe" in md and "Wilson" in md
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("n", [1, 6, 7, 50, 333])
+def test_wilson_interval_holds_the_point_at_zero_and_all(n):
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
