@@ -217,7 +217,7 @@ def test_reasoning_path_trains_without_the_gold_and_eval_reports_accuracy(tmp_pa
     path = tiny_mipo_config(strategy="partial_prompt", datasets=[
         {"path": str(tmp_path / "train.jsonl"), "format": "prompt", "answer_field": "answer",
          "answer_kind": "number"}])
-    axolotl_cli(["train", str(path)], cwd=tmp_path)
+    axolotl_cli(["train", str(path)], cwd=tmp_path, timeout=1200)  # 2 minutes alone; more on a busy machine
     out = tmp_path / "out"
     assert (out / "adapter_model.safetensors").is_file()
     # nothing training wrote (prepared dataset, generation cache, logs) holds a gold answer
