@@ -91,6 +91,13 @@ class MIPODatasetConfig(StrictModel):
     user_field: str | None = Field(
         default=None, description="context_query/messages/prompt: field holding a user id (per-user counts, POPI)",
     )
+    answer_field: str | None = Field(
+        default=None, description="prompt: field holding the gold answer, for accuracy in axolotl-mipo eval only "
+        "(never in a prompt or a training pair); set with answer_kind",
+    )
+    answer_kind: Literal["number", "choice"] | None = Field(
+        default=None, description="number (#### N, last number) or choice (a letter A-E); set with answer_field",
+    )
     max_rows: int | None = Field(default=None, ge=1, description="use only the first N rows")
     # -- dataset presets (format: alignx / lamp / prism / community_alignment); see docs/datasets.md
     context_parts: list[str] | None = Field(
@@ -164,6 +171,11 @@ class MIPODatasetConfig(StrictModel):
             why = preset.options[key].problem(getattr(self, key))
             if why:
                 refuse(key, why)
+        if (self.answer_field is None) != (self.answer_kind is None):
+            refuse("answer_kind" if self.answer_kind is None else "answer_field",
+                   "is missing; a gold answer needs both answer_field and answer_kind")
+        if self.answer_field is not None and self.format != "prompt":
+            refuse("answer_field", f"is an option of format prompt (reasoning rows), not of {self.format!r}")
         for key in ("chosen_field", "rejected_field", "user_field"):
             if getattr(self, key) is not None and preset is not None:
                 refuse(key, f"is an option of the generic formats; the {preset.name} preset reads its own pairs "

@@ -9,7 +9,8 @@
 * ``axolotl-mipo eval CONFIG [--adapter DIR] [--data PATH | --offset N --rows N] [--k 2 4 8] [--out DIR]``
   — pointwise MI, context identification, text figures (and an optional LLM
   judge) for the base model and, with ``--adapter``, the trained adapter; writes
-  ``report.json``, ``summary.md`` and PNG plots (MI before vs after, accuracy per K).
+  ``report.json``, ``summary.md`` and PNG plots (MI before vs after, accuracy per K). Rows with a gold
+  answer (reasoning) are also scored for answer accuracy (:mod:`axolotl_mipo.evaluation.accuracy`).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def cmd_eval(args) -> int:
         load_model,
         score_human_pairs,
     )
-    from axolotl_mipo.evaluation.report import write_report
+    from axolotl_mipo.evaluation.report import EvalRun, write_report
 
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     with open(args.config, encoding="utf-8") as f:
@@ -188,6 +189,19 @@ def cmd_eval(args) -> int:
         raise SystemExit("--preference-only: no row has a human pair (chosen/rejected); use a dataset preset that "
                          "carries them (alignx, prism, community_alignment)")
     base_scores = None
+    # rows with a gold answer (reasoning): answer accuracy, greedy and sampled; rows without a context
+    # have no personalization figures, so then accuracy is all that is measured
+    from axolotl_mipo.evaluation.accuracy import gold_rows
+
+    answer_rows = [] if args.preference_only else gold_rows(examples)
+    answers_only = bool(answer_rows) and not any(ex.context for ex in examples)
+    answer_scores: dict = {}
+    if answer_rows:
+        from axolotl_mipo.generation.sampling import SamplingSettings
+
+        answer_sampling = SamplingSettings.build(SamplingSettings.from_config(mipo_cfg),
+                                                 max_new_tokens=settings["max_new_tokens"], seed=args.seed)
+        settings["answer_sampling"] = {**answer_sampling.cache_key_parts(), "rows": len(answer_rows)}
     if has_pairs and args.no_base and args.adapter:
         # the adapter's implicit reward is measured against the base model's scores of the same pairs
         from axolotl_mipo.pipeline.builder import neutralize_examples
@@ -201,7 +215,9 @@ def cmd_eval(args) -> int:
         print(f"axolotl-mipo eval: {label} ({adapter or raw['base_model']}) on {len(examples)} rows", file=sys.stderr)
         model = load_model(raw["base_model"], adapter, device=device, dtype=gen.dtype, trust_remote_code=remote)
         ref = base_scores if adapter else None
-        if args.preference_only:
+        if answers_only:
+            res = None
+        elif args.preference_only:
             res = evaluate_preferences(model, tokenizer, examples, fmt=fmt, batch_size=batch_size,
                                        reference_scores=ref)
         else:
@@ -215,10 +231,19 @@ def cmd_eval(args) -> int:
             )
         if adapter is None and has_pairs:
             base_scores = res.extra.get("pair_scores")
-        runs.append(res.to_run(label, seed=args.seed))
+        runs.append(res.to_run(label, seed=args.seed) if res is not None else EvalRun(label=label, seed=args.seed))
+        if answer_rows:
+            from axolotl_mipo.evaluation.accuracy import evaluate_accuracy, merge_into_run, paired_figures
+
+            figs, answer_scores[label] = evaluate_accuracy(model, tokenizer, answer_rows, sampling=answer_sampling,
+                                                           fmt=fmt, batch_size=batch_size,
+                                                           progress=not args.no_progress)
+            paired = (paired_figures(answer_scores[label], answer_scores[args.base_label])
+                      if adapter and args.base_label in answer_scores else None)
+            merge_into_run(runs[-1], figs, answer_scores[label], paired)
         del model
     out = args.out or os.path.join(raw.get("output_dir") or ".", "mipo_eval")
-    notes = [] if args.preference_only else [
+    notes = [] if args.preference_only or answers_only else [
         f"{len(examples)} rows; responses sampled with the context at temperature {args.temperature}, "
         f"top-p {args.top_p}; MI in nats; accuracy@K is strict (a tie at the top is a miss), chance 1/K"]
     if has_pairs:
@@ -226,6 +251,11 @@ def cmd_eval(args) -> int:
                      "ranks above the rejected one (strict: a tie is a miss), by log p under the context "
                      "(with_context) or without it; implicit_*: DPO's implicit reward of the adapter against the "
                      "base; per_token_*: length-normalized; _ci_low/_ci_high: Wilson 95% interval")
+    if answer_rows:
+        from axolotl_mipo.evaluation.report import accuracy_lines
+
+        paired = runs[-1].extra.get("answer_accuracy", {}).get("paired", {})
+        notes += accuracy_lines(paired, args.base_label, args.adapter_label)
     paths = write_report(out, runs, title="axolotl-mipo evaluation", notes=notes, settings=settings)
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+GOLD_ANSWER_KEY = "gold_answer"
+GOLD_KIND_KEY = "gold_kind"
+#: evaluation-only ``meta`` keys: the pipeline leaves them out of every DPO row
+GOLD_KEYS = (GOLD_ANSWER_KEY, GOLD_KIND_KEY)
+QUESTION_KEY = "question"
+
 
 @dataclass(frozen=True, slots=True)
 class Example:
@@ -20,7 +26,11 @@ class Example:
 
     ``meta`` carries what travels with the row but is not part of its identity:
     ``reference`` (a reference output), ``human_chosen`` / ``human_rejected``
-    (the user's own preference pair, from the dataset presets) and ``user_id``.
+    (the user's own preference pair, from the dataset presets) and ``user_id``;
+    for reasoning rows ``gold_answer`` / ``gold_kind`` (:data:`GOLD_KEYS`: the
+    gold answer and ``"number"`` or ``"choice"``, for evaluation only: never
+    rendered into a prompt or written into a training row) and ``question``
+    (the question inside a templated prompt, which ``partial_prompt`` shortens).
     They live in ``meta`` so that every place that rebuilds an Example keeps them.
     Slots: a 1.3M-row dataset holds 1.3M of these (no per-instance ``__dict__``).
     """

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from axolotl_mipo.data.example import Example, set_human_pair
+from axolotl_mipo.data.example import GOLD_ANSWER_KEY, GOLD_KIND_KEY, Example, set_human_pair
 from axolotl_mipo.data.files import BadLine, clean_text, iter_jsonl, read_json
 from axolotl_mipo.data.presets import PRESET_NAMES, get_preset, iter_preset_rows
 from axolotl_mipo.errors import MIPODataError
@@ -201,7 +201,20 @@ def split_row(row: Any, ds_cfg, idx: int, source: str) -> Example:
             raise MIPODataError("missing or not a plain id; every row needs its user's id when user_field is set",
                                 row=idx, field=ds_cfg.user_field, source=source)
         meta["user_id"] = str(uid)
+    if getattr(ds_cfg, "answer_field", None):
+        set_gold(meta, row.get(ds_cfg.answer_field), ds_cfg.answer_kind, idx=idx, field=ds_cfg.answer_field,
+                 source=source)
     return Example(index=idx, messages=messages, context=context, source=source, meta=meta)
+
+
+def set_gold(meta: dict, gold: Any, kind: str, *, idx: int, field: str, source: str) -> None:
+    """Keep a row's gold answer (a string or a number) for evaluation under :data:`GOLD_KEYS`; the one rule for
+    ``answer_field`` and the reasoning presets. Only evaluation reads it (``axolotl-mipo eval``)."""
+    if gold is None or isinstance(gold, (bool, dict, list)) or not str(gold).strip():
+        raise MIPODataError("missing or not a plain answer; every row needs its gold answer when answer_field is "
+                            "set", row=idx, field=field, source=source)
+    meta[GOLD_ANSWER_KEY] = gold if isinstance(gold, (int, float)) else clean_text(str(gold)).strip()
+    meta[GOLD_KIND_KEY] = kind
 
 
 def _optional_text(row: dict, field: str, *, idx: int, source: str) -> str | None:

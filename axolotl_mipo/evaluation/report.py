@@ -251,3 +251,16 @@ def write_report(
     plot_files = [p for k, p in paths.items() if k not in ("json", "markdown")]
     paths["markdown"].write_text(markdown_summary(summary, title, notes, plot_files), encoding="utf-8")
     return paths
+
+
+def accuracy_lines(paired: dict[str, dict[str, float]], base: str = "base", adapter: str = "adapter") -> list[str]:
+    """Summary lines for answer accuracy: what the figures mean, and each mode's paired difference."""
+    lines = ["answer_accuracy_*: share of rows with a gold answer answered correctly (an answer that cannot be "
+             "parsed counts as wrong), greedy and sampled at mipo.generation's temperature; _ci_low/_ci_high: "
+             "Wilson 95% interval; answer_unparseable_*: share of responses with no answer in them"]
+    for mode, d in paired.items():
+        lines.append(f"answer accuracy ({mode}), {adapter} − {base}, paired by row: {_fmt(d['diff'])} "
+                     f"[{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}] (95%, Newcombe hybrid score interval; "
+                     f"{int(d['n'])} rows, {int(d['adapter_only'])} right only with {adapter}, "
+                     f"{int(d['base_only'])} only with {base})")
+    return lines

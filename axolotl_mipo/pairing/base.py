@@ -43,10 +43,26 @@ from axolotl_mipo.errors import MIPODataError, MIPOStrategyError
 
 @dataclass(frozen=True, order=True, slots=True)  # millions per run: no per-instance __dict__
 class GenRequest:
-    """Generate a response to row ``row``'s messages, with ``context`` as the user context (``None``: none)."""
+    """Generate a response to row ``row``'s messages, with ``context`` as the user context (``None``: none).
+
+    ``query``, when set, replaces the text of the row's last user message (``partial_prompt`` asks for an
+    answer to the question with one sentence removed); ``None`` keeps the row's own messages.
+    """
 
     row: int
     context: str | None = None
+    query: str | None = None
+
+
+def request_messages(example: Example, request: GenRequest) -> tuple[tuple[str, str], ...]:
+    """The conversation ``request`` asks the model to continue: ``example.messages`` with its last user
+    message replaced by ``request.query`` when that is set."""
+    if request.query is None:
+        return example.messages
+    msgs = list(example.messages)
+    last = max(i for i, (role, _) in enumerate(msgs) if role == "user")
+    msgs[last] = ("user", request.query)
+    return tuple(msgs)
 
 
 @dataclass(slots=True)

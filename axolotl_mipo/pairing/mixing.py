@@ -135,7 +135,7 @@ class Mixture(PairingStrategy):
                     f"cannot pair: {e}; raise its weight, add rows, or remove it from mipo.strategy"
                 ) from None
             glob = pos.tolist()
-            out.extend(GenRequest(glob[r.row], r.context) for r in s.requests(sub, seed))
+            out.extend(GenRequest(glob[r.row], r.context, r.query) for r in s.requests(sub, seed))
         return out
 
     def pair(self, examples: Sequence[Example], responses: Mapping[GenRequest, str], seed: int) -> list[Pair]:
@@ -146,8 +146,9 @@ class Mixture(PairingStrategy):
                 meta = {k: (glob[v] if k.endswith("_row") and isinstance(v, int) and 0 <= v < len(glob) else v)
                         for k, v in p.meta.items()}
                 meta.setdefault("strategy", s.name)
-                pairs.append(Pair(glob[p.row], p.prompt_context, GenRequest(glob[p.chosen.row], p.chosen.context),
-                                  GenRequest(glob[p.rejected.row], p.rejected.context), meta))
+                chosen = GenRequest(glob[p.chosen.row], p.chosen.context, p.chosen.query)
+                rejected = GenRequest(glob[p.rejected.row], p.rejected.context, p.rejected.query)
+                pairs.append(Pair(glob[p.row], p.prompt_context, chosen, rejected, meta))
         pairs.sort(key=lambda p: p.row)  # stable: a strategy's several pairs of one row keep their order
         return pairs
 
@@ -167,9 +168,10 @@ class _SubsetResponses(Mapping):
         if not isinstance(key, GenRequest):
             return key
         if 0 <= key.row < len(self._glob):
-            return GenRequest(self._glob[key.row], key.context)
+            return GenRequest(self._glob[key.row], key.context, key.query)
         # not a row of this subset: a key no global request can equal, so the lookup fails (and is recorded)
-        return GenRequest(-1 - key.row if key.row >= 0 else key.row - len(self._glob) - 1, key.context)
+        return GenRequest(-1 - key.row if key.row >= 0 else key.row - len(self._glob) - 1, key.context,
+                          key.query)
 
     def __getitem__(self, key: GenRequest) -> str:
         return self._responses[self._to_global(key)]
@@ -181,7 +183,7 @@ class _SubsetResponses(Mapping):
         for r in self._responses:
             local = self._local.get(r.row)
             if local is not None:
-                yield GenRequest(local, r.context)
+                yield GenRequest(local, r.context, r.query)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

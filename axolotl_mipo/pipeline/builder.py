@@ -24,15 +24,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from axolotl_mipo.data.example import Example
+from axolotl_mipo.data.example import GOLD_KEYS, Example
 from axolotl_mipo.data.prompts import PromptFormat, build_messages
 from axolotl_mipo.errors import MIPODataError, MIPOStrategyError
 from axolotl_mipo.generation.base import GenerationBackend, GenerationStats, generate_with_cache
 from axolotl_mipo.generation.cache import GenerationCache
-from axolotl_mipo.pairing.base import GenRequest, PairingStrategy
+from axolotl_mipo.pairing.base import GenRequest, PairingStrategy, request_messages
 from axolotl_mipo.pipeline.diagnostics import RejectedSharing, rejected_prompt_sharing, warn_if_degenerate
 
 LOG = logging.getLogger(__name__)
+_GOLD = frozenset(GOLD_KEYS)
 
 
 @dataclass
@@ -205,7 +206,8 @@ def build_preference_rows(
             raise MIPOStrategyError(f"strategy {strategy.name!r} asked for row {r.row}, which does not exist")
     stats.sharing = rejected_prompt_sharing(examples, strategy, seed, requests)
     warn_if_degenerate(stats.sharing, strategy.name)
-    texts = {r: render_prompt(tokenizer, build_messages(examples[r.row].messages, r.context, fmt)) for r in requests}
+    texts = {r: render_prompt(tokenizer, build_messages(request_messages(examples[r.row], r), r.context, fmt))
+             for r in requests}
     if max_prompt_tokens is not None:
         order = list(texts)
         lengths = backend.prompt_lengths([texts[r] for r in order])
@@ -253,7 +255,10 @@ def build_preference_rows(
                 "mipo_strategy": p.meta.get("strategy", strategy.name),  # a mixture's component
                 "mipo_row": ex.index,
                 "mipo_source": ex.source,
-                "mipo_meta": json.dumps(p.meta, sort_keys=True, default=str),
+                # a strategy that copied Example.meta must not carry the gold answer into training data
+                "mipo_meta": json.dumps(p.meta if _GOLD.isdisjoint(p.meta) else
+                                        {k: v for k, v in p.meta.items() if k not in _GOLD},
+                                        sort_keys=True, default=str),
             }
         )
         if human:

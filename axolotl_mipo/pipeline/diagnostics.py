@@ -84,7 +84,7 @@ class _Placeholders(Mapping):
         if req not in self._requests:
             raise KeyError(req)
         # distinct per request, so no strategy sees two requests answer the same text
-        return f"\x00{req.row}\x00{req.context is None}\x00{hash(req.context)}"
+        return f"\x00{req.row}\x00{req.context is None}\x00{hash(req.context)}\x00{hash(req.query)}"
 
     def __contains__(self, req) -> bool:
         return req in self._requests
@@ -107,7 +107,7 @@ def rejected_prompt_sharing(examples: Sequence[Example], strategy, seed: int, re
     gc.disable()  # millions of acyclic pairs and keys: see rows._no_gc
     try:
         pairs = strategy.pair(examples, _Placeholders(reqs), seed)
-        counts = Counter((examples[p.rejected.row].messages, p.rejected.context) for p in pairs)
+        counts = Counter((examples[p.rejected.row].messages, p.rejected.context, p.rejected.query) for p in pairs)
         n_pairs = len(pairs)
         del pairs
     finally:

@@ -54,8 +54,9 @@ __all__ = [
 
 
 def fake_response(req: GenRequest, examples: Sequence[Example]) -> str:
-    """A response text unique to ``req`` (row and context), so that distinct requests never collide."""
-    return f"response to row {req.row} ({examples[req.row].index}) with context {req.context!r}"
+    """A response text unique to ``req`` (row, context and query), so that distinct requests never collide."""
+    query = "" if req.query is None else f" and query {req.query!r}"
+    return f"response to row {req.row} ({examples[req.row].index}) with context {req.context!r}{query}"
 
 
 def fake_responses(requests: Sequence[GenRequest], examples: Sequence[Example],

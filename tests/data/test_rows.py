@@ -223,3 +223,19 @@ def test_synthetic_unique_heldout_file_reads_back_its_pairs(tmp_path):
     assert [ex.human_pair for ex in loaded] == [ex.human_pair for ex in direct]
     assert all(ex.human_pair for ex in loaded)
     assert [ex.user_id for ex in loaded] == [ex.user_id for ex in direct]
+
+
+def test_prompt_rows_keep_a_gold_answer_for_evaluation_only():
+    from axolotl_mipo.data.example import GOLD_ANSWER_KEY, GOLD_KIND_KEY
+
+    cfg = MIPODatasetConfig(path="x", format="prompt", answer_field="answer", answer_kind="number")
+    ex = split_row({"prompt": "Two plus two?", "answer": " 4 "}, cfg, 3, "d")
+    assert ex.messages == (("user", "Two plus two?"),)  # the answer is not in the prompt
+    assert (ex.meta[GOLD_ANSWER_KEY], ex.meta[GOLD_KIND_KEY]) == ("4", "number")
+    assert split_row({"prompt": "q", "answer": 18.0}, cfg, 0, "d").meta[GOLD_ANSWER_KEY] == 18.0
+    with pytest.raises(MIPODataError, match="row 5.*'answer'.*gold answer"):
+        split_row({"prompt": "q"}, cfg, 5, "d")
+    with pytest.raises(ValueError, match="answer_kind: is missing"):
+        MIPODatasetConfig(path="x", format="prompt", answer_field="answer")
+    with pytest.raises(ValueError, match="answer_field: is an option of format prompt"):
+        MIPODatasetConfig(path="x", answer_field="answer", answer_kind="choice")
