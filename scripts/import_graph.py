@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluation", ("evaluation",)),
     ("POPI summarizer training (its own plugin)", ("popi",)),
     ("testing helpers, model preparation", ("testing", "smollm2")),
+    ("rounds: runs Axolotl (train, merge-lora) and axolotl-mipo generate as subprocesses", ("rounds",)),
     ("entry points", ("plugin", "cli", "__init__")),
 ]
 
