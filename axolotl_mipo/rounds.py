@@ -98,6 +98,7 @@ class RoundResult:
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide configs and state from a shared group
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

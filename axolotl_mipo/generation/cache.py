@@ -82,6 +82,7 @@ def record_weights(model_dir: str | Path) -> str:
     digest = weights_sha256(p)
     record = {"sha256": digest, "files": {f.name: _file_fingerprint(f) for f in _model_files(p)}}
     fd, tmp = tempfile.mkstemp(dir=p, prefix=".tmp-", suffix=".json")
+    os.chmod(tmp, 0o644)  # readable like the weights beside it (mkstemp makes 0600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps(record, indent=2))
     os.replace(tmp, p / WEIGHTS_RECORD)
