@@ -147,7 +147,9 @@ def round_config(raw: dict[str, Any], k: int, model_in: str, round_dir: Path, ca
             cfg["base_model_config"] = model_in
     cfg["output_dir"] = str(round_dir / "adapter")
     cfg["dataset_prepared_path"] = str(round_dir / "prepared")
-    cfg["mipo"] = {**cfg["mipo"], "cache_dir": cache_dir}
+    # regenerate would clear the cache in `axolotl train` too and generate every response twice; each
+    # round's model has its own cache key anyway
+    cfg["mipo"] = {**cfg["mipo"], "cache_dir": cache_dir, "regenerate": False}
     return cfg
 
 

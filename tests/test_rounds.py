@@ -41,7 +41,8 @@ def test_configs_rounds_cannot_run_are_refused_naming_the_key(fake_config, tmp_p
 
 def test_round_config_points_at_the_previous_model_and_the_round_folders(fake_config, tmp_path):
     _, cfg, _ = fake_config
-    raw = {**cfg, "revision_of_model": "abc", "base_model_config": cfg["base_model"]}
+    raw = {**cfg, "revision_of_model": "abc", "base_model_config": cfg["base_model"],
+           "mipo": {**cfg["mipo"], "regenerate": True}}
     first = round_config(raw, 1, cfg["base_model"], tmp_path / "round_1", "/c")
     assert first["base_model"] == cfg["base_model"] and first["revision_of_model"] == "abc"
     second = round_config(raw, 2, "/out/round_1/merged", tmp_path / "round_2", "/c")
@@ -50,7 +51,8 @@ def test_round_config_points_at_the_previous_model_and_the_round_folders(fake_co
     assert second["output_dir"] == str(tmp_path / "round_2" / "adapter")
     assert second["dataset_prepared_path"] == str(tmp_path / "round_2" / "prepared")
     assert second["mipo"]["cache_dir"] == "/c" and second["mipo"]["datasets"] == cfg["mipo"]["datasets"]
-    assert "cache_dir" not in raw["mipo"]  # the user's config is not modified
+    assert first["mipo"]["regenerate"] is False is second["mipo"]["regenerate"]  # train must not regenerate
+    assert "cache_dir" not in raw["mipo"] and raw["mipo"]["regenerate"] is True  # the user's config is untouched
 
 
 def _failing_start(config, out):
