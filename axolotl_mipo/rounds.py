@@ -10,12 +10,12 @@ model's memory is freed before the next one loads:
 3. ``axolotl merge-lora`` merges the adapter into that model.
 
 The merged model is round ``k``'s policy and round ``k+1``'s base. With an
-adapter and no ``rl_adapter_ref_model``, Axolotl passes no reference model to
-TRL's ``DPOTrainer`` (``axolotl.train``), which then takes the reference from
-the base model under a frozen copy of the freshly initialised (zero-delta)
-adapter: the reference of round ``k`` is the merged model of round ``k-1``.
-That is why a config with ``lora_model_dir`` (a pretrained adapter, so a
-reference that is not the previous round's model) is refused.
+adapter and no ``rl_adapter_ref_model``, Axolotl passes TRL's ``DPOTrainer``
+no reference model and only the LoRA config (``axolotl.train``,
+``axolotl.loaders.model``); TRL wraps a new adapter and takes the reference
+with the adapters disabled, i.e. the base model: the reference of round ``k``
+is the merged model of round ``k-1``. A config with ``lora_model_dir`` (a
+pretrained adapter, so another reference) is refused.
 
 Layout under ``OUT``::
 
@@ -247,7 +247,7 @@ def run_rounds(
         _atomic_write(out / STATE, json.dumps(state, indent=2))
     else:
         _check_state(state, ident, out, config_path)
-    cache = os.path.abspath(cache_dir or raw["mipo"].get("cache_dir") or str(out / "cache"))
+    cache = os.path.abspath(os.path.join(cwd or ".", cache_dir or raw["mipo"].get("cache_dir") or str(out / "cache")))
     python, axolotl = _executables(python, axolotl)
     run_env = dict(os.environ if env is None else env)
     # `axolotl train` re-launches itself through `accelerate`, which must be on PATH
