@@ -11,6 +11,9 @@
   judge) for the base model and, with ``--adapter``, the trained adapter; writes
   ``report.json``, ``summary.md`` and PNG plots (MI before vs after, accuracy per K). Rows with a gold
   answer (reasoning) are also scored for answer accuracy (:mod:`axolotl_mipo.evaluation.accuracy`).
+* ``axolotl-mipo rounds CONFIG --rounds N [--out DIR]`` — iterated MIPO: round k generates with
+  round k-1's merged model, trains a new adapter and merges it (``axolotl train``, ``axolotl merge-lora``);
+  resumable, see docs/rounds.md.
 """
 
 from __future__ import annotations
@@ -262,6 +265,34 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_rounds(args) -> int:
+    import yaml
+
+    from axolotl_mipo.rounds import RoundsError, run_rounds, summary
+
+    out = args.out
+    if out is None:
+        with open(args.config, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+        out = os.path.join(raw.get("output_dir") or ".", "rounds")
+    try:
+        results = run_rounds(args.config, out, args.rounds, cache_dir=args.cache_dir)
+    except RoundsError as exc:
+        print(f"axolotl-mipo rounds: {exc}", file=sys.stderr)
+        return 2
+    print(summary(results))
+    return 0
+
+
+def _add_rounds_parser(sub) -> None:
+    r = sub.add_parser("rounds", help="iterated MIPO: regenerate pairs with each round's merged model, train, merge")
+    r.add_argument("config")
+    r.add_argument("--rounds", type=int, required=True, help="total rounds (finished ones are not redone)")
+    r.add_argument("--out", default=None, help="rounds folder (default: <output_dir>/rounds)")
+    r.add_argument("--cache-dir", default=None, help="generation cache (default: mipo.cache_dir, else OUT/cache)")
+    r.set_defaults(fn=cmd_rounds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="axolotl-mipo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--preference-only", action="store_true",
                    help="only preference accuracy on the rows' human pairs (no generation)")
     e.set_defaults(fn=cmd_eval)
+    _add_rounds_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 

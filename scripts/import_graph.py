@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluation", ("evaluation",)),
     ("POPI summarizer training (its own plugin)", ("popi",)),
     ("testing helpers, model preparation", ("testing", "_doubles", "smollm2")),
+    ("rounds: runs Axolotl (train, merge-lora) and axolotl-mipo generate as subprocesses", ("rounds",)),
     ("entry points", ("plugin", "cli", "__init__")),
 ]
 
@@ -69,6 +70,8 @@ WHAT = {
     "testing helpers, model preparation": "`testing/`: the kit for strategy authors (below); `_doubles/`: this "
     "project's internal test doubles (the vLLM stand-in); `smollm2`: SmolLM2-135M-Instruct as an offline "
     "model for the CPU demo and proofs",
+    "rounds: runs Axolotl (train, merge-lora) and axolotl-mipo generate as subprocesses": "iterated MIPO "
+    "(`rounds`): round k generates with round k-1's merged model, trains and merges a new adapter; resumable",
     "entry points": "the Axolotl plugin, the `axolotl-mipo` command and the package's exports",
 }
 

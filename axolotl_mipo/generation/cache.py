@@ -49,15 +49,67 @@ def _file_fingerprint(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
+WEIGHTS_RECORD = "mipo_weights.json"
+
+
+def _model_files(p: Path) -> list[Path]:
+    return sorted(
+        f for f in p.iterdir()
+        if f.is_file() and (f.suffix in (".safetensors", ".bin", ".pt", ".gguf") or f.name == "config.json")
+    )
+
+
+def weights_sha256(model_dir: str | Path, chunk: int = 1 << 24) -> str:
+    """SHA-256 over every weight and config file, whole (one sequential read of the checkpoint)."""
+    h = hashlib.sha256()
+    for f in _model_files(Path(model_dir)):
+        h.update(f.name.encode() + b"\0" + str(f.stat().st_size).encode() + b"\0")
+        with f.open("rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def record_weights(model_dir: str | Path) -> str:
+    """Write the folder's full content hash next to its weights, where :func:`model_fingerprint` finds it.
+
+    The sampled fingerprint (size, first and last MiB of each file) misses a change confined to the
+    middle of a large file, which is exactly what merging a LoRA adapter into a few projections does.
+    A tool that writes a checkpoint it will generate from (``axolotl-mipo rounds``) records the whole
+    hash once, so a cache keyed on that model can never outlive a change to it.
+    """
+    p = Path(model_dir)
+    digest = weights_sha256(p)
+    record = {"sha256": digest, "files": {f.name: _file_fingerprint(f) for f in _model_files(p)}}
+    fd, tmp = tempfile.mkstemp(dir=p, prefix=".tmp-", suffix=".json")
+    os.chmod(tmp, 0o644)  # readable like the weights beside it (mkstemp makes 0600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(record, indent=2))
+    os.replace(tmp, p / WEIGHTS_RECORD)
+    return digest
+
+
 def model_fingerprint(name_or_path: str, revision: str | None = None) -> dict[str, Any]:
-    """Identify a model: files' fingerprints for a local folder, name + revision for a hub model."""
+    """Identify a model: files' fingerprints for a local folder, name + revision for a hub model.
+
+    A folder with a :func:`record_weights` record whose sampled fingerprints still match its files
+    also contributes the full content hash; a folder without one keys exactly as before, so existing
+    caches keep hitting. A stale record (files changed since) is ignored: the sampled fingerprints
+    have already changed the key.
+    """
     p = Path(name_or_path).expanduser()
     if p.is_dir():
-        files = sorted(
-            f for f in p.iterdir()
-            if f.is_file() and (f.suffix in (".safetensors", ".bin", ".pt", ".gguf") or f.name == "config.json")
-        )
-        return {"path": str(p.resolve()), "files": {f.name: _file_fingerprint(f) for f in files}}
+        files = {f.name: _file_fingerprint(f) for f in _model_files(p)}
+        out: dict[str, Any] = {"path": str(p.resolve()), "files": files}
+        record = p / WEIGHTS_RECORD
+        if record.is_file():
+            try:
+                stored = json.loads(record.read_text(encoding="utf-8"))
+            except ValueError:
+                stored = {}
+            if stored.get("files") == files and stored.get("sha256"):
+                out["sha256"] = stored["sha256"]
+        return out
     return {"name": name_or_path, "revision": revision or "main"}
 
 

@@ -44,3 +44,54 @@ def test_cache_files_are_json_and_manifest_checked(backend, prompts, tmp_path):
 
 def test_prompt_key_is_stable():
     assert prompt_key("abc") == prompt_key("abc") != prompt_key("abd")
+
+
+def _checkpoint(folder, fill: float = 0.0):
+    """A 3-tensor safetensors checkpoint of about 4.5 MiB: the middle tensor lies beyond the first and last MiB."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    n = 3 * (1 << 20) // 4 // 2  # 1.5 MiB of float32 each
+    save_file({"a": torch.zeros(n), "b": torch.full((n,), fill), "c": torch.ones(n)},
+              str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
+
+
+def test_a_folder_without_a_record_keys_as_before(tmp_path):
+    from axolotl_mipo.generation.cache import _file_fingerprint, model_fingerprint
+
+    d = _checkpoint(tmp_path / "m")
+    assert model_fingerprint(str(d)) == {
+        "path": str(d.resolve()),
+        "files": {"config.json": _file_fingerprint(d / "config.json"),
+                  "model.safetensors": _file_fingerprint(d / "model.safetensors")},
+    }
+
+
+def test_the_recorded_content_hash_keys_a_change_the_sampled_fingerprint_misses(tmp_path):
+    from axolotl_mipo.generation.cache import model_fingerprint, record_weights, weights_sha256
+
+    d = _checkpoint(tmp_path / "m", fill=0.0)
+    sampled = model_fingerprint(str(d))
+    _checkpoint(d, fill=1.0)  # as merging LoRA into middle projections does: first and last MiB unchanged
+    assert model_fingerprint(str(d)) == sampled  # why the record exists
+
+    digest = record_weights(d)
+    assert digest == weights_sha256(d) and model_fingerprint(str(d))["sha256"] == digest
+    recorded = GenerationCache(tmp_path / "cache", {"model": model_fingerprint(str(d))})
+    assert GenerationCache(tmp_path / "cache", {"model": model_fingerprint(str(d))}).dir == recorded.dir  # hits
+
+    _checkpoint(d, fill=2.0)
+    record_weights(d)
+    assert GenerationCache(tmp_path / "cache", {"model": model_fingerprint(str(d))}).dir != recorded.dir
+
+
+def test_a_stale_record_is_ignored(tmp_path):
+    from axolotl_mipo.generation.cache import model_fingerprint, record_weights
+
+    d = _checkpoint(tmp_path / "m")
+    record_weights(d)
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "changed": True}))
+    assert "sha256" not in model_fingerprint(str(d))  # the sampled fingerprints changed the key already
