@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluation", ("evaluation",)),
     ("POPI summarizer training (its own plugin)", ("popi",)),
     ("testing helpers, model preparation", ("testing", "smollm2")),
-    ("entry points", ("plugin", "cli", "__init__")),
+    ("entry points", ("plugin", "cli", "axolotl_cli", "__init__")),
 ]
 
 
