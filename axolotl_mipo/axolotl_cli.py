@@ -24,7 +24,7 @@ from axolotl_mipo import cli
 PROG = "axolotl mipo"
 
 
-def _subcommands() -> dict[str, str]:
+def subcommands() -> dict[str, str]:
     """``{name: help}`` of the argparse subcommands, in their declared order."""
     parser = cli.build_parser(PROG)
     actions = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
@@ -53,10 +53,10 @@ class ArgparseGroup(click.Group):
     """A click group whose commands are :func:`axolotl_mipo.cli.build_parser`'s subcommands."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(_subcommands())
+        return list(subcommands())
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        helps = _subcommands()
+        helps = subcommands()
         return _passthrough(cmd_name, helps[cmd_name]) if cmd_name in helps else None
 
 
