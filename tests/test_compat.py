@@ -179,3 +179,4 @@ def test_score_tokens_without_stats_returns_log_probs_only():
     scores, outputs = compat.score_tokens(model, {"input_ids": ids}, torch.ones_like(ids), fused=False)
     assert scores.entropy is None and scores.mean_logits is None and scores.is_top1 is None
     assert outputs.logits.shape == (2, 6, 37)
+
