@@ -293,8 +293,9 @@ def _add_rounds_parser(sub) -> None:
     r.set_defaults(fn=cmd_rounds)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="axolotl-mipo", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "axolotl-mipo") -> argparse.ArgumentParser:
+    """Every subcommand and its options; ``axolotl mipo`` (:mod:`axolotl_mipo.axolotl_cli`) lists its subparsers."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate and pair (no training)")
     g.add_argument("config")
@@ -344,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="only preference accuracy on the rows' human pairs (no generation)")
     e.set_defaults(fn=cmd_eval)
     _add_rounds_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "axolotl-mipo") -> int:
+    args = build_parser(prog).parse_args(argv)
     return args.fn(args)
 
 

@@ -119,10 +119,8 @@ class MIPOPlugin(BasePlugin):
             raise MIPOConfigError("'sample_packing: true' is not supported by DPO training; remove it")
         import axolotl_mipo.compat as compat
 
-        if cfg.get("dpo_use_liger_kernel"):
-            refusal = compat.liger_refusal(str(raw.get("loss") or "dpo"))
-            if refusal:
-                raise MIPOConfigError(refusal)
+        # the one Liger decision (compat.liger_refusal), taken at config load so the run stops before the model loads
+        compat.check_liger(bool(cfg.get("dpo_use_liger_kernel")), str(raw.get("loss") or "dpo"))
         # runs before Axolotl's environment check in load_cfg (both `axolotl` and `axolotl-mipo` commands)
         compat.patch_axolotl_peer_check()
 

@@ -58,7 +58,7 @@ from axolotl.core.trainers.dpo.trainer import AxolotlDPOTrainer
 from datasets import Dataset
 from trl.data_utils import _tokenize
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import entropy_from_logits, selective_log_softmax, use_adapter
+from trl.trainer.utils import use_adapter
 
 import axolotl_mipo.compat as compat
 from axolotl_mipo.args import MIPOLossSettings, MIPOTrainingArgsMixin
@@ -118,6 +118,8 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
     def __init__(self, model, ref_model=None, args=None, *pargs, **kwargs):
         # set before the parent's __init__: it prepares datasets through our overrides
         self._mipo = MIPOLossSettings.from_args(args)
+        # TRL >= 1.15 patches the models with its fused LM head in the parent's __init__, before it precomputes
+        self._mipo_fused = compat.trl_fused_lm_head()
         if self._mipo.loss != "dpo":
             self._check_compatible(args)
         super().__init__(model, ref_model, args, *pargs, **kwargs)
@@ -148,13 +150,13 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             clashes.append(f"label_smoothing={args.label_smoothing}")
         if getattr(args, "use_weighting", False):
             clashes.append("use_weighting=True")
-        if getattr(args, "use_liger_kernel", False) and compat.liger_refusal(s.loss):
-            clashes.append("use_liger_kernel=True (dpo_use_liger_kernel)")
         if clashes:
             raise MIPOConfigError(
                 f"mipo.loss {s.loss} computes its own preference loss and cannot honour: {', '.join(clashes)}; "
                 "remove these options or use mipo.loss dpo"
             )
+        # the plugin asked the same question at config load; this covers a trainer built without it
+        compat.check_liger(getattr(args, "use_liger_kernel", False), s.loss)
         if s.ref_pmi and not getattr(args, "precompute_ref_log_probs", False):
             raise MIPOConfigError(
                 "mipo.rmipo_pmi_from: reference computes each pair's PMI once, while precomputing the reference "
@@ -228,9 +230,11 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         return precompute_reference_data(self, dataset, name, batch_size)
 
     # -- forwards ------------------------------------------------------------
-    def _no_grad_token_logps(self, model_inputs: dict, *, reference: bool, model=None) -> torch.Tensor:
-        """Per-token log-probs ``[N, T-1]`` of ``input_ids[:, 1:]`` under one no-grad forward (unmasked).
+    def _no_grad_token_logps(self, model_inputs: dict, *, reference: bool, model=None, score_mask=None):
+        """Per-token log-probs ``[N, T-1]`` of ``input_ids[:, 1:]`` under one no-grad forward.
 
+        Scored where ``score_mask`` ``[N, T]`` is true (default: the attention
+        mask), zero elsewhere; callers mask again with what they need.
         ``reference=False``: the policy as it is at this step (adapter enabled).
         ``reference=True``: the frozen reference: ``model`` when given (while
         precomputing: the reference, or the policy's DeepSpeed engine), else
@@ -238,21 +242,27 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         reference with the adapter disabled (or its ``ref`` adapter), as TRL does.
         """
         kwargs = {**model_inputs, "use_cache": False}
+        if score_mask is None:
+            score_mask = model_inputs.get("attention_mask")
+            if score_mask is None:
+                score_mask = torch.ones_like(model_inputs["input_ids"])
+
+        def score(m):
+            return compat.score_tokens(m, kwargs, score_mask, fused=self._mipo_fused)[0].logps
+
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
             if reference and self.ref_model is None and is_peft_model(self.model):
                 unwrapped = self.accelerator.unwrap_model(self.model)
                 with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-                    logits = (self.model if model is None else model)(**kwargs).logits
-            else:
-                if model is None:
-                    model = self.ref_model if reference else self.model
-                logits = model(**kwargs).logits
-            return selective_log_softmax(logits[:, :-1, :], model_inputs["input_ids"][:, 1:])
+                    return score(self.model if model is None else model)
+            if model is None:
+                model = self.ref_model if reference else self.model
+            return score(model)
 
     def _mipo_ref_token_logps(self, model, input_ids, attention_mask, completion_mask):
         """Reference per-token log-probs of the completion while precomputing, ``([N, T-1], mask)``."""
         logps = self._no_grad_token_logps({"input_ids": input_ids, "attention_mask": attention_mask},
-                                          reference=True, model=model)
+                                          reference=True, model=model, score_mask=completion_mask)
         mask = completion_mask[:, 1:].bool()
         return logps.masked_fill(~mask, 0.0), mask
 
@@ -334,7 +344,8 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
                 )
             return masked_sum(ref_tok, mask, seq_weights)
         ref_kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
-        return masked_sum(self._no_grad_token_logps(ref_kwargs, reference=True), mask, seq_weights)
+        ref = self._no_grad_token_logps(ref_kwargs, reference=True, score_mask=inputs["completion_mask"])
+        return masked_sum(ref, mask, seq_weights)
 
     def _preference_loss(self, per_token_logps, mask, seq_weights, logratios, gamma):
         """The preference term: ``(per_pair_loss [B], chosen_rewards [B], rejected_rewards [B])``.
@@ -375,13 +386,12 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
         model_kwargs["use_cache"] = False
         if self.aux_loss_enabled:
             model_kwargs["output_router_logits"] = True
-        outputs = model(**model_kwargs)
-
         input_ids, completion_mask = inputs["input_ids"], inputs["completion_mask"]
-        shift_logits = outputs.logits[..., :-1, :]
-        shift_labels = input_ids[..., 1:]
+        # TRL >= 1.15: through its fused LM head, no logits (compat.score_tokens)
+        scores, outputs = compat.score_tokens(model, model_kwargs, completion_mask, fused=self._mipo_fused,
+                                              stats=True)
         mask = completion_mask[..., 1:].bool()
-        per_token_logps = selective_log_softmax(shift_logits, shift_labels).masked_fill(~mask, 0.0)
+        per_token_logps = scores.logps
         half = input_ids.shape[0] // 2
 
         weights, perce_stats = None, None
@@ -412,8 +422,7 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
             self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item())
 
-        self._log_dpo_metrics(mode, inputs, shift_logits, shift_labels, mask, per_token_logps,
-                              chosen_rewards, rejected_rewards)
+        self._log_dpo_metrics(mode, inputs, scores, mask, per_token_logps, chosen_rewards, rejected_rewards)
         metrics = self._metrics[mode]
         gather = self.accelerator.gather_for_metrics
         if s.uses_rmipo:
@@ -430,17 +439,21 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
                 metrics[f"perce/{key}"].append((gather(value.reshape(1).float()) * n).sum().div(total).item())
             metrics["perce/aux_loss"].append(gather(aux.detach().reshape(1)).float().mean().item())
 
+        if return_outputs and self._mipo_fused:
+            # the fused head built no logits; TRL >= 1.15 recomputes them the same way for compute_metrics
+            with torch.no_grad():
+                outputs = model(**model_kwargs)
         return (loss, outputs) if return_outputs else loss
 
-    def _log_dpo_metrics(self, mode, inputs, shift_logits, shift_labels, mask, per_token_logps,
-                         chosen_rewards, rejected_rewards):
+    def _log_dpo_metrics(self, mode, inputs, scores, mask, per_token_logps, chosen_rewards, rejected_rewards):
         """TRL's DPO metrics, with TRL's keys and definitions (``DPOTrainer._compute_loss``), from our loss's
         rewards. ``tests/test_losses.py::test_dpo_metrics_match_trls_on_the_installed_version`` runs the
         installed TRL's ``_compute_loss`` beside this and fails when a key or a value differs, so a TRL
         release that changes its metrics fails the suite of the stack that installs it."""
         acc = self.accelerator
         metrics = self._metrics[mode]
-        entropy_sum = acc.gather_for_metrics((entropy_from_logits(shift_logits.detach()) * mask).sum()).sum()
+        # scores: compat.TokenScores, from the logits (TRL 1.9 / 1.14) or TRL's fused LM head (>= 1.15)
+        entropy_sum = acc.gather_for_metrics((scores.entropy * mask).sum()).sum()
         total_tokens = acc.gather_for_metrics(mask.sum()).sum()
         metrics["entropy"].append((entropy_sum / total_tokens).item() if total_tokens > 0 else 0.0)
 
@@ -449,14 +462,14 @@ class MIPODPOTrainer(AxolotlDPOTrainer):
             self._total_train_tokens += n_tokens // compat.tp_size(self)
         metrics["num_tokens"] = [self._total_train_tokens]
 
-        chosen_logits, rejected_logits = shift_logits.detach().chunk(2, dim=0)
+        chosen_logits, rejected_logits = scores.mean_logits.chunk(2, dim=0)
         chosen_mask, rejected_mask = mask.chunk(2, dim=0)
         for tag, logits, m in (("chosen", chosen_logits, chosen_mask), ("rejected", rejected_logits, rejected_mask)):
-            total = acc.gather_for_metrics(logits[m].mean(-1).sum()).sum().item()
+            total = acc.gather_for_metrics(logits[m].sum()).sum().item()
             count = acc.gather_for_metrics(m.sum()).sum().item()
             metrics[f"logits/{tag}"].append(total / count if count > 0 else 0.0)
 
-        correct = ((chosen_logits.argmax(dim=-1) == shift_labels[: len(shift_labels) // 2]) & chosen_mask).sum()
+        correct = (scores.is_top1.chunk(2, dim=0)[0] & chosen_mask).sum()
         correct = acc.gather_for_metrics(correct).sum()
         count = acc.gather_for_metrics(chosen_mask.sum()).sum()
         metrics["mean_token_accuracy"].append((correct / count).item() if count > 0 else 0.0)

@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("POPI summarizer training (its own plugin)", ("popi",)),
     ("testing helpers, model preparation", ("testing", "_doubles", "smollm2")),
     ("rounds: runs Axolotl (train, merge-lora) and axolotl-mipo generate as subprocesses", ("rounds",)),
-    ("entry points", ("plugin", "cli", "__init__")),
+    ("entry points", ("plugin", "cli", "axolotl_cli", "__init__")),
 ]
 
 # What each layer holds, for CONTRIBUTING.md's table (keyed by the layer's title in LAYERS).

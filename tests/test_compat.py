@@ -82,10 +82,101 @@ def test_liger_refusal_names_the_key_and_the_installed_trl(loss):
 
 
 def test_liger_refusal_reason_matches_trls_liger_path():
-    from trl.trainer.dpo_trainer import DPOTrainer
+    from trl.trainer import dpo_trainer
 
     msg = compat.liger_refusal("perce")
-    if hasattr(DPOTrainer, "_compute_loss_liger"):  # TRL 1.9: the fused loss never calls _compute_loss
+    if hasattr(dpo_trainer.DPOTrainer, "_compute_loss_liger"):  # TRL 1.9: the fused loss never calls _compute_loss
         assert "silently train plain DPO" in msg
+    elif hasattr(dpo_trainer, "add_fused_lm_head"):  # TRL >= 1.15: layer kernels only, our loss would run
+        assert "not been tested on a GPU" in msg
     else:  # TRL 1.14: _compute_loss runs the chunked path itself
         assert "without logits" in msg
+
+
+def test_check_liger_raises_the_refusal_and_nothing_else():
+    from axolotl_mipo.errors import MIPOConfigError
+
+    with pytest.raises(MIPOConfigError, match=r"dpo_use_liger_kernel: true.*mipo\.loss rmipo"):
+        compat.check_liger(True, "rmipo")
+    compat.check_liger(False, "rmipo")
+    compat.check_liger(True, "dpo")
+
+
+def test_fused_lm_head_is_detected_by_what_trls_dpo_trainer_imports():
+    from trl.trainer import dpo_trainer, utils
+
+    assert compat.trl_fused_lm_head() == hasattr(utils, "add_fused_lm_head")
+    if compat.trl_fused_lm_head():  # the trainer patches its models in __init__, before it precomputes
+        import inspect
+
+        assert "add_fused_lm_head(" in inspect.getsource(dpo_trainer.DPOTrainer.__init__)
+
+
+# --------------------------------------------------------------------------- scoring
+def _tiny_lm(vocab=37):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def _float64_reference(model, input_ids, attention_mask):
+    """log p, entropy, mean logit and argmax of every next token, from the logits in float64."""
+    import copy
+
+    with torch.no_grad():
+        logits = copy.deepcopy(model).double()(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    logp = torch.log_softmax(logits, -1)
+    labels = input_ids[:, 1:]
+    return (logp.gather(-1, labels[..., None]).squeeze(-1), -(logp.exp() * logp).sum(-1), logits.mean(-1),
+            logits.argmax(-1) == labels)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["logits", "trl-fused-lm-head"])
+def test_score_tokens_match_the_float64_reference(fused):
+    """Both scoring paths, ours from the logits and TRL's fused LM head (TRL >= 1.15, on the model TRL patches), give
+    the float64 log-probs and statistics on the scored tokens, zero elsewhere, and the same gradient."""
+    if fused and not compat.trl_fused_lm_head():
+        pytest.skip("this TRL has no fused LM head (TRL < 1.15); the overlay CI leg runs it")
+    model = _tiny_lm()
+    g = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(0, 37, (4, 11), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :3] = 0  # left padding
+    score_mask = torch.zeros_like(input_ids)
+    score_mask[:, 5:] = 1
+    score_mask[2, 8:] = 0
+    ref_logp, ref_ent, ref_mean, ref_top1 = _float64_reference(model, input_ids, attention_mask)
+    if fused:
+        from trl.trainer.utils import add_fused_lm_head
+
+        add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    scores, _ = compat.score_tokens(model, kwargs, score_mask, fused=fused, stats=True)
+    m = score_mask[:, 1:].bool()
+    assert scores.logps.shape == m.shape
+    torch.testing.assert_close(scores.logps.double()[m], ref_logp[m], atol=1e-5, rtol=1e-5)
+    assert torch.all(scores.logps[~m] == 0)
+    torch.testing.assert_close(scores.entropy.double()[m], ref_ent[m], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(scores.mean_logits.double()[m], ref_mean[m], atol=1e-5, rtol=1e-5)
+    assert torch.equal(scores.is_top1.bool()[m], ref_top1[m])
+    assert not scores.entropy.requires_grad and scores.logps.requires_grad
+
+    scores.logps.sum().backward()
+    grad = model.lm_head.weight.grad.clone()
+    plain = _tiny_lm()
+    logits = plain(**kwargs).logits[:, :-1]
+    expected = torch.log_softmax(logits.double(), -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    expected.masked_fill(~m, 0).sum().backward()
+    torch.testing.assert_close(grad, plain.lm_head.weight.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_score_tokens_without_stats_returns_log_probs_only():
+    model = _tiny_lm()
+    ids = torch.randint(0, 37, (2, 6), generator=torch.Generator().manual_seed(2))
+    scores, outputs = compat.score_tokens(model, {"input_ids": ids}, torch.ones_like(ids), fused=False)
+    assert scores.entropy is None and scores.mean_logits is None and scores.is_top1 is None
+    assert outputs.logits.shape == (2, 6, 37)
+

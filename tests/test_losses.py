@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from axolotl_mipo import compat
 from axolotl_mipo import losses as L
 
 pytestmark = pytest.mark.fast  # pure Python: no model, no subprocess (pytest -m fast)
@@ -380,15 +381,40 @@ def _trl_stub(beta):
     )
 
 
+class _StandInLM:
+    """A model whose output is fixed ``logits`` ``[N, T, V]``. Called with ``fused_lm_head=True`` it answers as a
+    model patched by TRL >= 1.15's ``add_fused_lm_head`` does (``trl.trainer.utils.FusedCausalLMOutput``): per-token
+    ``log_probs``, ``entropy``, ``mean_logits`` and ``is_top1`` of ``labels[:, 1:]``, zero where the label is -100,
+    and no logits. ``tests/test_compat.py`` checks TRL's real fused head against the float64 reference."""
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def __call__(self, *, fused_lm_head=False, labels=None, **kwargs):
+        if not fused_lm_head:
+            return types.SimpleNamespace(logits=self.logits)
+        logits, labels = self.logits[:, :-1], labels[:, 1:]
+        mask = labels != -100
+        logp = torch.log_softmax(logits, -1)
+        picked = logp.gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
+        detached = logits.detach()
+        entropy = -(logp.detach().exp() * logp.detach()).sum(-1)
+        return types.SimpleNamespace(
+            log_probs=picked.masked_fill(~mask, 0.0), entropy=entropy.masked_fill(~mask, 0.0),
+            mean_logits=detached.mean(-1).masked_fill(~mask, 0.0),
+            is_top1=(detached.argmax(-1) == labels) & mask, aux_loss=None,
+        )
+
+
 def _trl_sigmoid_loss(logits, input_ids, completion_mask, ref_chosen, ref_rejected, beta, stub=None):
-    """TRL's own ``DPOTrainer._compute_loss`` on a stand-in trainer (:func:`_trl_stub`) and a model that
-    returns ``logits``."""
+    """TRL's own ``DPOTrainer._compute_loss`` on a stand-in trainer (:func:`_trl_stub`) and model
+    (:class:`_StandInLM`: logits for TRL 1.9 / 1.14, the fused head's log-probs for TRL >= 1.15)."""
     from trl.trainer.dpo_trainer import DPOTrainer
 
     stub = stub or _trl_stub(beta)
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
               "completion_mask": completion_mask, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}
-    return DPOTrainer._compute_loss(stub, lambda **kw: types.SimpleNamespace(logits=logits), inputs, False)
+    return DPOTrainer._compute_loss(stub, _StandInLM(logits), inputs, False)
 
 
 def test_dpo_metrics_match_trls_on_the_installed_version():
@@ -413,17 +439,20 @@ def test_dpo_metrics_match_trls_on_the_installed_version():
 
     ours = types.SimpleNamespace(accelerator=_SingleProcessAccelerator(), _total_train_tokens=0,
                                  _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, **tp)
-    shift_logits, shift_labels, mask = logits[:, :-1], input_ids[:, 1:], completion_mask[:, 1:].bool()
-    per_token = torch.log_softmax(shift_logits, -1).gather(-1, shift_labels[..., None]).squeeze(-1) * mask
-    c, r = (L.masked_sum(per_token, mask) - ref).chunk(2)
+    mask = completion_mask[:, 1:].bool()
     inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "completion_mask": completion_mask}
-    MIPODPOTrainer._log_dpo_metrics(ours, "train", inputs, shift_logits, shift_labels, mask, per_token,
-                                    beta * c, beta * r)
+    # both of our scoring paths log what this TRL logs
+    for fused in (False, True):
+        ours = types.SimpleNamespace(accelerator=_SingleProcessAccelerator(), _total_train_tokens=0,
+                                     _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, **tp)
+        scores, _ = compat.score_tokens(_StandInLM(logits), inputs, completion_mask, fused=fused, stats=True)
+        c, r = (L.masked_sum(scores.logps, mask) - ref).chunk(2)
+        MIPODPOTrainer._log_dpo_metrics(ours, "train", inputs, scores, mask, scores.logps, beta * c, beta * r)
 
-    assert set(ours._metrics["train"]) == set(trl._metrics["train"])
-    for key, values in trl._metrics["train"].items():
-        assert ours._metrics["train"][key] == pytest.approx(values, rel=1e-5), key
-    assert ours._metrics["train"]["num_tokens"] == [2 * b * t // tp.get("_tp_size", 1)]
+        assert set(ours._metrics["train"]) == set(trl._metrics["train"])
+        for key, values in trl._metrics["train"].items():
+            assert ours._metrics["train"][key] == pytest.approx(values, rel=1e-5), (fused, key)
+        assert ours._metrics["train"]["num_tokens"] == [2 * b * t // tp.get("_tp_size", 1)]
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -169,10 +169,12 @@ def test_pre_model_load_seeds_torch_so_adapter_init_repeats(top_level_seed, expe
 # --------------------------------------------------------------------------- versions (axolotl_mipo.compat)
 @pytest.mark.parametrize("loss", ["rmipo", "perce", "rmipo+perce"])
 def test_liger_kernel_is_refused_up_front_for_losses_it_cannot_train(load, loss):
+    from axolotl_mipo import compat
     from axolotl_mipo.errors import MIPOConfigError
 
-    with pytest.raises(MIPOConfigError, match=r"dpo_use_liger_kernel: true.*mipo\.loss " + re.escape(loss)):
+    with pytest.raises(MIPOConfigError, match=r"dpo_use_liger_kernel: true.*mipo\.loss " + re.escape(loss)) as err:
         load({"dpo_use_liger_kernel": True, "mipo": {"loss": loss}})
+    assert str(err.value) == compat.liger_refusal(loss)  # the one decision, word for word
 
 
 def test_liger_kernel_with_loss_dpo_is_trls_own_path(load):

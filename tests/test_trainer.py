@@ -292,3 +292,32 @@ def test_perce_needs_prompt_no_context(env):
 def test_incompatible_dpo_options_are_refused(env):
     with pytest.raises(MIPOConfigError, match="loss_type"):
         _make(env, mipo_loss="rmipo", loss_type=["ipo"])
+
+
+def test_liger_without_the_plugin_gets_the_plugins_refusal(env):
+    """A trainer built directly (no plugin, no config load) stops on the same decision, with the same message."""
+    from axolotl_mipo import compat
+
+    with pytest.raises(MIPOConfigError) as err:
+        _make(env, mipo_loss="rmipo", use_liger_kernel=True)
+    assert str(err.value) == compat.liger_refusal("rmipo")
+
+
+def test_the_trainer_scores_through_trls_fused_head_where_trl_has_one(env, monkeypatch):
+    """TRL >= 1.15 patches the policy with its fused LM head; every forward of the loss then goes through it (no
+    logits are built). On older TRL every forward builds logits."""
+    from axolotl_mipo import compat
+
+    trainer = _make(env, mipo_loss="rmipo+perce", mipo_rmipo_form="dpo")
+    assert trainer._mipo_fused == compat.trl_fused_lm_head()
+    calls = []
+    real = compat.score_tokens
+
+    def spy(model, model_kwargs, score_mask, *, fused, stats=False):
+        calls.append(fused)
+        return real(model, model_kwargs, score_mask, fused=fused, stats=stats)
+
+    monkeypatch.setattr(compat, "score_tokens", spy)
+    _loss(trainer, _first_batch(trainer))
+    # policy, no-context (PerCE weights), reference, response-alone (RMiPO PMI)
+    assert calls == [compat.trl_fused_lm_head()] * 4
