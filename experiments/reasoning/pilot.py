@@ -102,8 +102,8 @@ def extract_answer(text: str, kind: str) -> str | None:
     """Stand-in for ``axolotl_mipo.evaluation.answers.extract_answer`` (issue 23, item 3); replace it with that.
 
     ``number``: the number after ``####``, else the last number; commas and ``$`` dropped, ``2.50`` == ``2.5``.
-    ``choice``: the letter A-E after "answer is" or "answer:", case-insensitive, parentheses allowed (the last
-    such mention, so an echoed instruction "The answer is: <X>" before the answer does not count).
+    ``choice``: the letter A-E after "answer is" or "answer:" (either case), parentheses allowed, a lowercase
+    letter only in them; the last such mention, so an echoed instruction "The answer is: <X>" does not count.
     """
     if kind == "number":
         text = text.replace("$", "")
@@ -119,8 +119,9 @@ def extract_answer(text: str, kind: str) -> str | None:
         value = float(num.replace(",", ""))
         return str(int(value)) if value == int(value) else repr(value)
     if kind == "choice":
-        found = re.findall(r"answer(?:\s+is)?\s*:?\s*\(?\s*([A-Ea-e])\b\s*\)?", text, flags=re.IGNORECASE)
-        return found[-1].upper() if found else None
+        # a lowercase letter only in parentheses: "the answer is a dog" names no option
+        found = re.findall(r"(?i:answer(?:\s+is)?)\s*:?\s*(?:\(\s*([A-Ea-e])\s*\)|([A-E])\b)", text)
+        return "".join(found[-1]).upper() if found else None
     raise ValueError(f"kind must be 'number' or 'choice', got {kind!r}")
 
 
@@ -129,7 +130,8 @@ def gold_letter(row: dict) -> str:
     return chr(ord("A") + row["choices"]["label"].index(row["answerKey"]))
 
 
-def run_setting(backend, tok, name: str, n: int, shots: int) -> tuple[dict, list[dict]]:
+def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -> tuple[dict, list[dict]]:
+    """Scores ``n`` items of one setting; items already in ``items_path`` (an interrupted run) are kept."""
     task, knobs = SETTINGS[name]
     if task == "numeric":
         rows = numeric_rows(n, seed=PILOT_SEED, **knobs)
@@ -141,18 +143,28 @@ def run_setting(backend, tok, name: str, n: int, shots: int) -> tuple[dict, list
         prompts = [arc_prompt(r) for r in rows]
         golds = [gold_letter(r) for r in rows]
         kind = "choice"
-    chat = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            for p in prompts]
-    t0 = time.perf_counter()
-    out = []
-    for i in range(0, len(chat), backend.batch_size):
-        out += backend.generate_batch(chat[i:i + backend.batch_size])
-    wall = time.perf_counter() - t0
-    items = []
-    for row, prompt, gold, res in zip(rows, prompts, golds, out):
-        pred = extract_answer(res.text, kind)
-        items.append({"setting": name, "question": row["question"], "gold": gold, "pred": pred,
-                      "correct": pred == gold, "tokens": res.num_tokens, "response": res.text})
+    done = [json.loads(line) for line in items_path.read_text().splitlines()] if items_path.exists() else []
+    done_q = {x["question"] for x in done}
+    todo = [i for i, r in enumerate(rows) if r["question"] not in done_q]
+    wall = sum(x.get("wall_s", 0.0) for x in done)
+    for start in range(0, len(todo), backend.batch_size):
+        batch = todo[start:start + backend.batch_size]
+        chat = [tok.apply_chat_template([{"role": "user", "content": prompts[i]}], tokenize=False,
+                                        add_generation_prompt=True) for i in batch]
+        t0 = time.perf_counter()
+        out = backend.generate_batch(chat)
+        per_item = (time.perf_counter() - t0) / len(batch)
+        wall += per_item * len(batch)
+        with open(items_path, "a") as f:
+            for i, res in zip(batch, out):
+                pred = extract_answer(res.text, kind)
+                item = {"setting": name, "question": rows[i]["question"], "gold": golds[i], "pred": pred,
+                        "correct": pred == golds[i], "tokens": res.num_tokens, "wall_s": per_item,
+                        "response": res.text}
+                done.append(item)
+                f.write(json.dumps(item) + "\n")
+        print(f"  {name}: {len(done)}/{len(rows)} items, {per_item:.1f} s/item in this batch", flush=True)
+    items = [x for x in done if x["question"] in {r["question"] for r in rows}]
     summary = {"setting": name, "shots": shots if task == "numeric" else 0, "n": len(items),
                "accuracy": sum(x["correct"] for x in items) / len(items),
                "unparseable": sum(x["pred"] is None for x in items) / len(items),
@@ -169,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shots", type=int, default=8, help="GSM8K exemplars in the numeric prompt (the authors: 8)")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--out", default="runs/reasoning-pilot", help="folder for per-item and summary JSONL")
+    ap.add_argument("--out", default="runs/reasoning-pilot",
+                    help="folder for per-item and summary JSONL; a rerun with the same folder resumes")
     a = ap.parse_args(argv)
     if a.n > 100:
         ap.error("the pilot is limited to 100 items per setting (issue 23)")
@@ -187,11 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in a.setting:
-        summary, items = run_setting(backend, tok, name, a.n, a.shots)
+        shots = a.shots if SETTINGS[name][0] == "numeric" else 0
+        tag = name.replace(":", "_") + f"_shots{shots}_new{a.max_new_tokens}"
+        summary, items = run_setting(backend, tok, name, a.n, a.shots, out / f"{tag}.items.jsonl")
         summary |= {"max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size,
                     "threads": torch.get_num_threads()}
-        tag = name.replace(":", "_") + f"_shots{summary['shots']}_n{a.n}"
-        (out / f"{tag}.items.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
         with open(out / "summary.jsonl", "a") as f:
             f.write(json.dumps(summary) + "\n")
         print(f"{name} shots={summary['shots']} n={summary['n']}: accuracy {summary['accuracy']:.2f}, "
