@@ -1,0 +1,217 @@
+"""Base-accuracy pilot: which difficulty of the generated reasoning tasks puts SmolLM2-135M-Instruct at 20-70%.
+
+Issue 23 allows one pilot on at most 100 items per task and difficulty, before the study's plan is fixed,
+and for one purpose only: to choose a difficulty where the base model's greedy accuracy is between 20% and
+70%, so that a MIPO gain or loss can show. It measures nothing else and trains nothing.
+
+Prompts are the MIPO authors' (github.com/nam630/mutual_information_preference_optimization, commit
+59d1b5e, ``contrastive_finetune-main.zip``: ``eval_scripts/gsm.py`` and ``eval_scripts/arc.py``), sent as
+one user message through the model's chat template, decoded greedily by the library's ``hf`` backend.
+
+The answer extractor below is a local stand-in for ``axolotl_mipo.evaluation.answers.extract_answer``
+(being written at the same time), following the rules issue 23 gives it; the study must use the
+library's. Pilot items are drawn with seed 1000, apart from the study's seeds; the study should pass them
+as ``exclude`` so none is held out.
+
+    OMP_NUM_THREADS=2 python -m experiments.reasoning.pilot --model smollm2-model --setting numeric:s1-v10 --n 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+from experiments.tasks.reasoning import choice_rows, gold_number, numeric_rows
+
+PILOT_SEED = 1000
+
+# eval_scripts/gsm.py lines 17-57 (the eight chain-of-thought exemplars) and 137-139, 156 (the prompt)
+GSM_INSTRUCTION = ("You are a helpful math assistant. Solve the following problem step-by-step and give the final "
+                   "answer after ####.")
+GSM_FEWSHOT = (
+    ("There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they are done, "
+     "there will be 21 trees. How many trees did the grove workers plant today?",
+     "There are 15 trees originally. Then there were 21 trees after some more were planted. So there must have "
+     "been 21 - 15 = 6. So the answer is 6.", "6"),
+    ("If there are 3 cars in the parking lot and 2 more cars arrive, how many cars are in the parking lot?",
+     "There are originally 3 cars. 2 more cars arrive. 3 + 2 = 5. So the answer is 5.", "5"),
+    ("Leah had 32 chocolates and her sister had 42. If they ate 35, how many pieces do they have left in total?",
+     "Originally, Leah had 32 chocolates. Her sister had 42. So in total they had 32 + 42 = 74. After eating 35, "
+     "they had 74 - 35 = 39. So the answer is 39.", "39"),
+    ("Jason had 20 lollipops. He gave Denny some lollipops. Now Jason has 12 lollipops. How many lollipops did "
+     "Jason give to Denny?",
+     "Jason started with 20 lollipops. Then he had 12 after giving some to Denny. So he gave Denny 20 - 12 = 8. "
+     "So the answer is 8.", "8"),
+    ("Shawn has five toys. For Christmas, he got two toys each from his mom and dad. How many toys does he have "
+     "now?",
+     "Shawn started with 5 toys. If he got 2 toys each from his mom and dad, then that is 4 more toys. 5 + 4 = 9. "
+     "So the answer is 9.", "9"),
+    ("There were nine computers in the server room. Five more computers were installed each day, from monday to "
+     "thursday. How many computers are now in the server room?",
+     "There were originally 9 computers. For each of 4 days, 5 more computers were added. So 5 * 4 = 20 "
+     "computers were added. 9 + 20 is 29. So the answer is 29.", "29"),
+    ("Michael had 58 golf balls. On tuesday, he lost 23 golf balls. On wednesday, he lost 2 more. How many golf "
+     "balls did he have at the end of wednesday?",
+     "Michael started with 58 golf balls. After losing 23 on tuesday, he had 58 - 23 = 35. After losing 2 more, "
+     "he had 35 - 2 = 33 golf balls. So the answer is 33.", "33"),
+    ("Olivia has $23. She bought five bagels for $3 each. How much money does she have left?",
+     "Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 x 3 = 15 dollars. So she has 23 - 15 dollars "
+     "left. 23 - 15 is 8. So the answer is 8.", "8"),
+)
+# eval_scripts/arc.py lines 65-69
+ARC_HEAD = ("You are a helpful assistant. The following is a multiple choice question with answer choices. Your "
+            "response should show clear and concise reasoning, and you should end with \"The answer is: <X>\", "
+            "where X is the correct letter choice.\n\n")
+ARC_TAIL = "\n\nYour response should end with \"The answer is: <X>\", where X is the correct letter choice."
+
+# name -> (task, generator keyword arguments); the names are what PILOT.md reports
+SETTINGS = {
+    "numeric:s1-v10": ("numeric", {"steps": 1, "max_value": 10, "operations": ("add", "sub")}),
+    "numeric:s1-v20": ("numeric", {"steps": 1, "max_value": 20, "operations": ("add", "sub")}),
+    "numeric:s2-v10": ("numeric", {"steps": 2, "max_value": 10, "operations": ("add", "sub")}),
+    "numeric:s2-v20": ("numeric", {"steps": 2, "max_value": 20, "operations": ("add", "sub")}),
+    "numeric:s2-v10-mul": ("numeric", {"steps": 2, "max_value": 10, "operations": ("add", "sub", "mul")}),
+    "choice:f3-c4-h1": ("choice", {"facts": 3, "choices": 4, "hops": 1}),
+    "choice:f5-c4-h1": ("choice", {"facts": 5, "choices": 4, "hops": 1}),
+    "choice:f3-c4-h2": ("choice", {"facts": 3, "choices": 4, "hops": 2}),
+    "choice:f2-c3-h1": ("choice", {"facts": 2, "choices": 3, "hops": 1}),
+}
+
+
+def gsm_prompt(question: str, shots: int) -> str:
+    """The authors' GSM8K prompt with the first ``shots`` exemplars (they used all eight)."""
+    examples = "\n\n".join(f"Example {i + 1}:\nQuestion: {q}\nAnswer: {a}\n#### {s}"
+                           for i, (q, a, s) in enumerate(GSM_FEWSHOT[:shots]))
+    head = GSM_INSTRUCTION + "\n\n" + examples if shots else GSM_INSTRUCTION
+    return head + "\n\nNew question: " + question
+
+
+def arc_prompt(row: dict) -> str:
+    """The authors' ARC prompt; like theirs, options are relabelled A, B, C... by position."""
+    options = "\n".join(f"{chr(ord('A') + i)}: {t}" for i, t in enumerate(row["choices"]["text"]))
+    return ARC_HEAD + row["question"] + "\n\n" + options + ARC_TAIL
+
+
+_NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
+
+
+def extract_answer(text: str, kind: str) -> str | None:
+    """Stand-in for ``axolotl_mipo.evaluation.answers.extract_answer`` (issue 23, item 3); replace it with that.
+
+    ``number``: the number after ``####``, else the last number; commas and ``$`` dropped, ``2.50`` == ``2.5``.
+    ``choice``: the letter A-E after "answer is" or "answer:" (either case), parentheses allowed, a lowercase
+    letter only in them; the last such mention, so an echoed instruction "The answer is: <X>" does not count.
+    """
+    if kind == "number":
+        text = text.replace("$", "")
+        after = text.split("####", 1)[1] if "####" in text else None
+        found = re.findall(_NUMBER, after) if after is not None else []
+        if found:
+            num = found[0]
+        else:
+            found = re.findall(_NUMBER, text)
+            if not found:
+                return None
+            num = found[-1]
+        value = float(num.replace(",", ""))
+        return str(int(value)) if value == int(value) else repr(value)
+    if kind == "choice":
+        # a lowercase letter only in parentheses: "the answer is a dog" names no option
+        found = re.findall(r"(?i:answer(?:\s+is)?)\s*:?\s*(?:\(\s*([A-Ea-e])\s*\)|([A-E])\b)", text)
+        return "".join(found[-1]).upper() if found else None
+    raise ValueError(f"kind must be 'number' or 'choice', got {kind!r}")
+
+
+def gold_letter(row: dict) -> str:
+    """The answer key as the letter the prompt shows (digit keys map by their position in the labels)."""
+    return chr(ord("A") + row["choices"]["label"].index(row["answerKey"]))
+
+
+def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -> tuple[dict, list[dict]]:
+    """Scores ``n`` items of one setting; items already in ``items_path`` (an interrupted run) are kept."""
+    task, knobs = SETTINGS[name]
+    if task == "numeric":
+        rows = numeric_rows(n, seed=PILOT_SEED, **knobs)
+        prompts = [gsm_prompt(r["question"], shots) for r in rows]
+        golds = [str(gold_number(r)) for r in rows]
+        kind = "number"
+    else:
+        rows = choice_rows(n, seed=PILOT_SEED, **knobs)
+        prompts = [arc_prompt(r) for r in rows]
+        golds = [gold_letter(r) for r in rows]
+        kind = "choice"
+    done = [json.loads(line) for line in items_path.read_text().splitlines()] if items_path.exists() else []
+    done_q = {x["question"] for x in done}
+    todo = [i for i, r in enumerate(rows) if r["question"] not in done_q]
+    wall = sum(x.get("wall_s", 0.0) for x in done)
+    for start in range(0, len(todo), backend.batch_size):
+        batch = todo[start:start + backend.batch_size]
+        chat = [tok.apply_chat_template([{"role": "user", "content": prompts[i]}], tokenize=False,
+                                        add_generation_prompt=True) for i in batch]
+        t0 = time.perf_counter()
+        out = backend.generate_batch(chat)
+        per_item = (time.perf_counter() - t0) / len(batch)
+        wall += per_item * len(batch)
+        with open(items_path, "a") as f:
+            for i, res in zip(batch, out):
+                pred = extract_answer(res.text, kind)
+                item = {"setting": name, "question": rows[i]["question"], "gold": golds[i], "pred": pred,
+                        "correct": pred == golds[i], "tokens": res.num_tokens, "wall_s": per_item,
+                        "response": res.text}
+                done.append(item)
+                f.write(json.dumps(item) + "\n")
+        print(f"  {name}: {len(done)}/{len(rows)} items, {per_item:.1f} s/item in this batch", flush=True)
+    items = [x for x in done if x["question"] in {r["question"] for r in rows}]
+    summary = {"setting": name, "shots": shots if task == "numeric" else 0, "n": len(items),
+               "accuracy": sum(x["correct"] for x in items) / len(items),
+               "unparseable": sum(x["pred"] is None for x in items) / len(items),
+               "mean_new_tokens": sum(x["tokens"] for x in items) / len(items),
+               "wall_s": wall, "s_per_item": wall / len(items), "example_prompt": prompts[0]}
+    return summary, items
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="smollm2-model", help="a SmolLM2 checkpoint (axolotl-mipo make-smollm2 DIR)")
+    ap.add_argument("--setting", action="append", choices=sorted(SETTINGS), required=True)
+    ap.add_argument("--n", type=int, default=100, help="items per setting (issue 23 allows at most 100)")
+    ap.add_argument("--shots", type=int, default=8, help="GSM8K exemplars in the numeric prompt (the authors: 8)")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--out", default="runs/reasoning-pilot",
+                    help="folder for per-item and summary JSONL; a rerun with the same folder resumes")
+    a = ap.parse_args(argv)
+    if a.n > 100:
+        ap.error("the pilot is limited to 100 items per setting (issue 23)")
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from axolotl_mipo.generation.hf import HFBackend
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(a.model)
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).eval()
+    backend = HFBackend(model, tok, model_id={"path": a.model}, max_new_tokens=a.max_new_tokens, do_sample=False,
+                        batch_size=a.batch_size)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in a.setting:
+        shots = a.shots if SETTINGS[name][0] == "numeric" else 0
+        tag = name.replace(":", "_") + f"_shots{shots}_new{a.max_new_tokens}"
+        summary, items = run_setting(backend, tok, name, a.n, a.shots, out / f"{tag}.items.jsonl")
+        summary |= {"max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size,
+                    "threads": torch.get_num_threads()}
+        with open(out / "summary.jsonl", "a") as f:
+            f.write(json.dumps(summary) + "\n")
+        print(f"{name} shots={summary['shots']} n={summary['n']}: accuracy {summary['accuracy']:.2f}, "
+              f"unparseable {summary['unparseable']:.2f}, {summary['mean_new_tokens']:.0f} new tokens/item, "
+              f"{summary['s_per_item']:.2f} s/item wall", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
