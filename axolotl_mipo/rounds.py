@@ -42,7 +42,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -52,7 +51,7 @@ from typing import Any
 import yaml
 
 from axolotl_mipo.errors import MIPOConfigError
-from axolotl_mipo.generation.cache import model_fingerprint, record_weights, stable_hash
+from axolotl_mipo.generation.cache import atomic_write, model_fingerprint, record_weights, stable_hash
 
 STATE = "rounds.json"
 STATE_VERSION = 1
@@ -93,21 +92,6 @@ class RoundResult:
         d["timings"] = {k: StageTime(**v) for k, v in d.get("timings", {}).items()}
         d.pop("merged_fingerprint", None)
         return cls(**d, resumed=True)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide configs and state from a shared group
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def disk_bytes(path: str | Path) -> int:
@@ -244,7 +228,7 @@ def run_rounds(
     state = _read_state(out)
     if state is None:
         state = {"version": STATE_VERSION, **ident, "config_path": os.path.abspath(config_path), "rounds": []}
-        _atomic_write(out / STATE, json.dumps(state, indent=2))
+        atomic_write(out / STATE, json.dumps(state, indent=2), mode=0o644)
     else:
         _check_state(state, ident, out, config_path)
     cache = os.path.abspath(os.path.join(cwd or ".", cache_dir or raw["mipo"].get("cache_dir") or str(out / "cache")))
@@ -262,7 +246,7 @@ def run_rounds(
         res = _run_round(raw, k, model_in, out, cache, python, axolotl, run_env, cwd, log)
         rec = {**res.to_json(), "merged_fingerprint": model_fingerprint(res.merged)}
         state["rounds"].append(rec)
-        _atomic_write(out / STATE, json.dumps(state, indent=2))  # the round counts as finished from here
+        atomic_write(out / STATE, json.dumps(state, indent=2), mode=0o644)  # the round counts as finished from here
         log(f"rounds: round {k} finished: {res.merged}")
         results.append(res)
     return results
@@ -276,12 +260,12 @@ def _run_round(raw, k, model_in, out: Path, cache: str, python, axolotl, env, cw
     rdir.mkdir(parents=True)
     cfg = round_config(raw, k, model_in, rdir, cache)
     cfg_path = rdir / "config.yml"
-    _atomic_write(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write(cfg_path, yaml.safe_dump(cfg, sort_keys=False), mode=0o644)
     merge_tmp = rdir / "merge.partial"
     merge_cfg = {**cfg, "lora_model_dir": cfg["output_dir"], "output_dir": str(merge_tmp)}
     merge_cfg_path = rdir / "logs" / "merge.yml"
     merge_cfg_path.parent.mkdir()
-    _atomic_write(merge_cfg_path, yaml.safe_dump(merge_cfg, sort_keys=False))
+    atomic_write(merge_cfg_path, yaml.safe_dump(merge_cfg, sort_keys=False), mode=0o644)
     res = RoundResult(round=k, dir=str(rdir), config=str(cfg_path), pairs=str(rdir / "pairs.jsonl"),
                       adapter=cfg["output_dir"], merged=str(rdir / "merged"), model_in=model_in)
     logs = rdir / "logs"

@@ -123,6 +123,25 @@ def tokenizer_fingerprint(tokenizer) -> dict[str, Any]:
     }
 
 
+def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
+    """Write ``text`` to ``path`` so that a reader (or a resumed run after a kill) sees the old file or the whole
+    new one, never a part: a temporary file in the same folder, fsynced, then renamed over ``path``. ``mode``:
+    the file's permissions (``mkstemp`` creates 0600)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        if mode is not None:
+            os.chmod(tmp, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 @dataclass
 class CachedResponse:
     text: str
@@ -145,8 +164,8 @@ class GenerationCache:
                     f"generation cache {self.dir} holds a manifest for other settings; delete the folder"
                 )
         else:
-            self._atomic_write(manifest, json.dumps({"key": self.key, "key_parts": self.key_parts},
-                                                    indent=2, default=str))
+            atomic_write(manifest, json.dumps({"key": self.key, "key_parts": self.key_parts},
+                                              indent=2, default=str))
         self._entries: dict[str, CachedResponse] = {}
         self._loaded: set[str] = set()
         self._next_shard = 0
@@ -182,19 +201,6 @@ class GenerationCache:
         return self._entries.get(key)
 
     # -- writing -------------------------------------------------------------
-    def _atomic_write(self, path: Path, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
     def add_many(self, items: Iterable[tuple[str, str, int]]) -> None:
         """Persist ``(key, text, num_tokens)`` triples as one new shard."""
         items = [(k, t, n) for k, t, n in items if k not in self._entries]
@@ -205,7 +211,7 @@ class GenerationCache:
         )
         # a random suffix keeps shards from concurrent writers (ranks) apart
         name = f"shard-{self._next_shard:06d}-{uuid.uuid4().hex[:8]}.jsonl"
-        self._atomic_write(self.dir / name, lines)
+        atomic_write(self.dir / name, lines)
         self._loaded.add(name)
         self._next_shard += 1
         for k, t, n in items:
