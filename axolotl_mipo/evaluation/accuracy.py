@@ -154,29 +154,11 @@ def paired_figures(adapter: dict[str, AnswerScores], base: dict[str, AnswerScore
 
 
 def _hf_generate(model, tokenizer, prompts: Sequence[str], sampling, batch_size: int, progress: bool) -> list[str]:
-    from axolotl_mipo.generation.base import plan_batches
+    from axolotl_mipo.evaluation.evaluate import generate_batched
     from axolotl_mipo.generation.hf import HFBackend
 
     backend = HFBackend(model, tokenizer, model_id={}, sampling=sampling, batch_size=batch_size)
-    out: list[str] = [""] * len(prompts)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(prompts), desc="mipo eval: answering", unit="row", leave=False)
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
-        for batch in plan_batches(backend.prompt_lengths(list(prompts)), batch_size):
-            for i, r in zip(batch, backend.generate_batch([prompts[i] for i in batch])):
-                out[i] = r.text
-            if bar is not None:
-                bar.update(len(batch))
-    finally:
-        model.train(was_training)
-        if bar is not None:
-            bar.close()
-    return out
+    return [r.text for r in generate_batched(backend, model, prompts, batch_size, "mipo eval: answering", progress)]
 
 
 def evaluate_accuracy(model, tokenizer, examples: Sequence[Example], *, sampling, fmt: PromptFormat | None = None,

@@ -100,7 +100,6 @@ def generate_responses(model, tokenizer, examples: Sequence[Example], *, fmt: Pr
                        top_k: int | None = None, seed: int = 0, batch_size: int = 16,
                        progress: bool = True) -> list[tuple[str, int]]:
     """``(text, n_tokens)`` per example, generated WITH its context; batch-invariant per-row sampling."""
-    from axolotl_mipo.generation.base import plan_batches
     from axolotl_mipo.generation.hf import HFBackend
     from axolotl_mipo.pipeline.builder import neutralize, render_prompt, special_token_strings
 
@@ -108,21 +107,31 @@ def generate_responses(model, tokenizer, examples: Sequence[Example], *, fmt: Pr
                         top_p=top_p, top_k=top_k, do_sample=temperature > 0, batch_size=batch_size, seed=seed)
     prompts = [render_prompt(tokenizer, build_messages(ex.messages, ex.context, fmt)) for ex in examples]
     specials = special_token_strings(tokenizer)
-    out: list[tuple[str, int] | None] = [None] * len(prompts)
-    bar = _bar(len(prompts), "mipo eval: generating", progress)
+    results = generate_batched(backend, model, prompts, batch_size, "mipo eval: generating", progress)
+    return [(neutralize(r.text, specials), r.num_tokens) for r in results]
+
+
+def generate_batched(backend, model, prompts: Sequence[str], batch_size: int, desc: str, progress: bool) -> list:
+    """``backend.generate_batch`` over ``prompts`` in length-planned batches, in eval mode (restored after), with
+    a progress bar; the results in the prompts' order. Shared by every figure of ``eval`` that generates."""
+    from axolotl_mipo.generation.base import plan_batches
+
+    prompts = list(prompts)
+    out: list = [None] * len(prompts)
+    bar = _bar(len(prompts), desc, progress)
     was_training = getattr(model, "training", False)
     model.eval()
     try:
         for batch in plan_batches(backend.prompt_lengths(prompts), batch_size):
             for i, r in zip(batch, backend.generate_batch([prompts[i] for i in batch])):
-                out[i] = (neutralize(r.text, specials), r.num_tokens)
+                out[i] = r
             if bar is not None:
                 bar.update(len(batch))
     finally:
         model.train(was_training)
         if bar is not None:
             bar.close()
-    return out  # type: ignore[return-value]
+    return out
 
 
 def _nested_candidates(contexts: Sequence[str], k_values: Sequence[int], seed: int):
