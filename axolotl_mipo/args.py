@@ -69,7 +69,8 @@ class MIPODatasetConfig(StrictModel):
             "context_query: a context field and a query field; messages: chat messages, the user context "
             "is the message with context_role (or the context_field if set); prompt: a plain prompt "
             "(reasoning variant, no user context); or a dataset preset: alignx, lamp, prism, "
-            "community_alignment (docs/datasets.md)"
+            "community_alignment (personalization), gsm8k, svamp, arc, mmlu (reasoning benchmarks: no user "
+            "context, the gold answer kept for evaluation only) (docs/datasets.md)"
         ),
     )
     context_field: str | None = Field(
@@ -126,6 +127,15 @@ class MIPODatasetConfig(StrictModel):
         "(default, lowest score), random or first (by within_turn_id); community_alignment random (default) or "
         "first (a..d)",
     )
+    prompt_template: str | None = Field(
+        default=None, description="gsm8k, svamp, arc, mmlu: the prompt around each question, with {question}, "
+        "{examples} (the few-shot block, empty without few_shot_path) and for arc/mmlu {choices} (default: the "
+        "MIPO authors' instruction, docs/datasets.md)",
+    )
+    few_shot_path: str | None = Field(
+        default=None, description="gsm8k, svamp, arc, mmlu: a file of worked exemplars in the preset's own row "
+        "shape, shown before each question; never the rows trained or evaluated on (a shared question is refused)",
+    )
     survey_config: str = Field(default="survey", description="prism: the hub config holding the survey")
     conversations_config: str = Field(default="conversations", description="prism: the hub config holding the "
                                       "conversations")
@@ -155,7 +165,6 @@ class MIPODatasetConfig(StrictModel):
     def _format_options(self) -> MIPODatasetConfig:
         """The preset options each preset declares (``Preset.options``), and the generic formats' own keys."""
         from axolotl_mipo.data.presets import PRESETS, preset_option_keys
-        from axolotl_mipo.data.rows import FORMATS_WITHOUT_CONTEXT
 
         def refuse(key: str, why: str):
             raise ValueError(f"mipo.datasets[].{key}: {why}")
@@ -183,17 +192,20 @@ class MIPODatasetConfig(StrictModel):
         if (self.chosen_field is None) != (self.rejected_field is None):
             refuse("chosen_field" if self.chosen_field is None else "rejected_field",
                    "is missing; a human pair needs both chosen_field and rejected_field")
-        if self.chosen_field is not None and self.format in FORMATS_WITHOUT_CONTEXT:
+        if self.chosen_field is not None and not self.has_context:
             refuse("chosen_field", f"is an option of context_query and messages; {self.format} rows have no user "
                    "context")
         return self
 
     @property
     def has_context(self) -> bool:
-        """Whether this dataset's rows carry a user context (every format but ``prompt``)."""
+        """Whether this dataset's rows carry a user context: what its preset declares (``Preset.context``), and
+        for the generic formats every one but ``prompt``."""
+        from axolotl_mipo.data.presets import PRESETS
         from axolotl_mipo.data.rows import FORMATS_WITHOUT_CONTEXT
 
-        return self.format not in FORMATS_WITHOUT_CONTEXT
+        preset = PRESETS.get(self.format)
+        return preset.context if preset is not None else self.format not in FORMATS_WITHOUT_CONTEXT
 
 
 def _and(names: tuple[str, ...]) -> str:

@@ -28,7 +28,8 @@ Unlike those scripts, no language model is asked to extract a number when ``####
 
 Answer keys: :func:`choice_letter` maps an answer key to the letter the prompt
 shows, by its position among the choice labels (ARC's ``answerKey`` is a
-letter or a digit ``"1"``-``"5"``; MMLU's ``answer`` is an index 0-3).
+letter or a digit ``"1"``-``"5"``; MMLU's ``answer`` is an index 0-3); it lives
+in :mod:`axolotl_mipo.data.answer_keys`, where the reasoning presets use it too.
 :func:`normalize_gold` normalises a gold answer once, :func:`is_correct` scores
 one response.
 """
@@ -36,14 +37,14 @@ one response.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+
+from axolotl_mipo.data.answer_keys import CHOICE_LETTERS, choice_letter
 
 __all__ = ["ANSWER_KINDS", "CHOICE_LETTERS", "choice_letter", "extract_answer", "gold_matches", "is_correct",
            "normalize_gold", "normalize_number"]
 
 ANSWER_KINDS = ("number", "choice")
-CHOICE_LETTERS = "ABCDE"
 
 # sign: ASCII hyphen or the Unicode minus, not right after a digit or letter (so "10-3" is 10 and 3)
 _NUMBER = re.compile(
@@ -118,35 +119,6 @@ def extract_answer(text: str | None, kind: str) -> str | None:
     if not text:
         return None
     return _number(text) if kind == "number" else _choice(text)
-
-
-def choice_letter(answer_key: str | int, labels: Sequence[str] | None = None) -> str:
-    """The letter (A-E) the prompt shows for ``answer_key``: its position among ``labels``.
-
-    ``labels`` are the choice labels in order (ARC's ``choices.label``, e.g.
-    ``["A", "B", "C", "D"]`` or ``["1", "2", "3", "4"]``); without them an int
-    key is a 0-based index (MMLU's ``answer``) and a letter key is itself.
-    Raises ``ValueError`` naming the key and the labels when the key is not
-    one of them, or the position is past E.
-    """
-    if labels is not None:
-        labels = [str(label).strip() for label in labels]
-        key = str(answer_key).strip()
-        if key not in labels:
-            raise ValueError(f"answer key {answer_key!r} is not one of the choice labels {labels}; fix the row's "
-                             "answer key or its labels")
-        pos = labels.index(key)
-    elif isinstance(answer_key, int) and not isinstance(answer_key, bool):
-        pos = answer_key
-    elif isinstance(answer_key, str) and answer_key.strip().upper() in CHOICE_LETTERS and answer_key.strip():
-        pos = CHOICE_LETTERS.index(answer_key.strip().upper())
-    else:
-        raise ValueError(f"answer key {answer_key!r} is neither a letter A-E nor a 0-based index; pass the choice "
-                         "labels to map it by position")
-    if not 0 <= pos < len(CHOICE_LETTERS):
-        raise ValueError(f"answer key {answer_key!r} is choice number {pos + 1}; only {len(CHOICE_LETTERS)} choices "
-                         f"(A-E) can be scored")
-    return CHOICE_LETTERS[pos]
 
 
 def normalize_gold(gold: str | int | float, kind: str) -> str:

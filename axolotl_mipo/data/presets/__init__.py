@@ -8,8 +8,10 @@ the tests are written by hand in that shape. Rows are read as a stream (:mod:`.r
 lacks a field its preset needs is a :class:`~axolotl_mipo.errors.MIPODataError` naming the file, the row
 and the field (``on_bad_row: skip`` counts and drops it).
 
-One module per dataset family (:mod:`.alignx`, :mod:`.community_alignment`, :mod:`.lamp`, :mod:`.prism`);
-:mod:`.readers` holds what they share and :mod:`.base` what a preset declares.
+One module per dataset family (:mod:`.alignx`, :mod:`.community_alignment`, :mod:`.lamp`, :mod:`.prism`, and
+:mod:`.reasoning` for the benchmarks ``gsm8k``, ``svamp``, ``arc`` and ``mmlu``, whose rows have no user context
+and keep a gold answer for evaluation only); :mod:`.readers` holds what they share and :mod:`.base` what a
+preset declares (``Preset.context`` says whether its rows carry a user context).
 
 Adding a family is one file: ``axolotl_mipo/data/presets/<family>.py`` defining ``PRESET``, a
 :class:`Preset` (or ``PRESETS``, a tuple of them, for a family of several formats) with its name (the

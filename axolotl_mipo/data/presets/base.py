@@ -45,6 +45,10 @@ class Preset:
 
     ``bind``, when set, gives the split function of one dataset (for what its options name that is read
     once, e.g. LaMP's ``outputs_file``); otherwise every dataset uses ``split``.
+
+    ``context``: whether the preset's rows carry a user context (the personalization datasets) or are plain
+    questions (the reasoning benchmarks, ``context=False``). The config derives from it which pairing
+    strategies, context builders and losses the dataset can be used with.
     """
 
     name: str
@@ -54,6 +58,7 @@ class Preset:
     card: str = ""
     license: str = ""
     bind: Callable[[Any], Callable[..., Example]] | None = None
+    context: bool = True
 
     def splitter(self, ds_cfg) -> Callable[..., Example]:
         return self.bind(ds_cfg) if self.bind is not None else self.split
