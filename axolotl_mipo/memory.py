@@ -161,7 +161,8 @@ def estimate(shape: Shape, *, seq: int, micro_batch: int, loss: str = "dpo", lor
             "static": static, "step": peak - weights, "peak": peak, "reserved": peak * 1.1}
 
 
-def from_config(cfg: dict, *, seq: int | None = None, loss: str | None = None, shape: Shape | None = None) -> dict:
+def from_config(cfg: dict, *, seq: int | None = None, loss: str | None = None, shape: Shape | None = None,
+                fused_lm_head: bool | None = None) -> dict:
     """The estimate for an Axolotl YAML (as a dict) with the plugin's ``mipo:`` block."""
     shape = shape or SHAPES.get(cfg.get("base_model"))
     if shape is None:
@@ -175,11 +176,12 @@ def from_config(cfg: dict, *, seq: int | None = None, loss: str | None = None, s
         optimizer=cfg.get("optimizer") or "adamw_torch",
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
         rmipo_form=mipo.get("rmipo_form") or "reference_free",
-        precompute_ref_log_probs=bool(cfg.get("precompute_ref_log_probs")),
+        precompute_ref_log_probs=bool(cfg.get("precompute_ref_log_probs")), fused_lm_head=fused_lm_head,
     )
 
 
-def table(configs: list[str], seqs=(1024, 2048), shapes: dict | None = None) -> list[dict]:
+def table(configs: list[str], seqs=(1024, 2048), shapes: dict | None = None,
+          fused_lm_head: bool | None = None) -> list[dict]:
     """Rows of (config, model, seq, loss, GiB, fits 16 / 24 GB) for docs/gpu-memory.md."""
     import yaml
 
@@ -193,7 +195,7 @@ def table(configs: list[str], seqs=(1024, 2048), shapes: dict | None = None) -> 
         for model, shape in (shapes or models).items():
             for seq in seqs:
                 for loss in LOSSES:
-                    e = from_config(cfg, seq=seq, loss=loss, shape=shape)
+                    e = from_config(cfg, seq=seq, loss=loss, shape=shape, fused_lm_head=fused_lm_head)
                     need = e["reserved"] + 0.5 * GIB  # + CUDA context
                     rows.append({"config": path, "model": model, "seq": seq, "loss": loss,
                                  "micro_batch": cfg.get("micro_batch_size"), "peak_gib": e["peak"] / GIB,
@@ -206,8 +208,11 @@ def main(argv=None) -> None:
     ap.add_argument("--config", nargs="+", default=["example_configs/mipo-llama.yml", "example_configs/mipo-qwen.yml"])
     ap.add_argument("--seq", nargs="+", type=int, default=[1024, 2048])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--scoring", choices=("installed", "logits", "fused"), default="installed",
+                    help="how the trainer scores tokens: from the logits (TRL < 1.15), through TRL's fused LM head "
+                    "(TRL >= 1.15), or as the installed TRL does")
     a = ap.parse_args(argv)
-    rows = table(a.config, a.seq)
+    rows = table(a.config, a.seq, fused_lm_head={"installed": None, "logits": False, "fused": True}[a.scoring])
     if a.json:
         print(json.dumps(rows, indent=1))
         return
