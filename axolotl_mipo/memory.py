@@ -23,6 +23,20 @@ Terms (bytes, one GPU, one micro batch of ``B`` pairs, so ``2B`` sequences of ``
   as long): each produces ``[2B, L', vocab]`` logits while the policy's graph
   is still held (MIPODPOTrainer runs them after the policy forward), so the
   largest of them adds to the peak.
+* TRL >= 1.15 scores through its fused LM head (``add_fused_lm_head``; detected
+  by :func:`axolotl_mipo.compat.trl_fused_lm_head`): no ``[2B, L, vocab]``
+  logits exist. Each scoring forward allocates one projection buffer of
+  ``min(N, 4096) x 32768`` entries in the compute dtype (TRL's
+  ``TOKEN_CHUNK_SIZE`` by ``_CHUNKED_LOGPROB_CHUNK_SIZE``, at that width even
+  when the vocabulary is narrower) and keeps the head's input
+  (``N x hidden``) for backward; the backward allocates the buffer again and
+  the input's fp32 gradient. Where Triton runs (CUDA) the tiles are folded in
+  place; elsewhere (the CPU) TRL folds them in torch, which holds about 3
+  fp32 tiles of ``min(N, 4096) x min(vocab, 32768)`` in the forward and 7.25
+  in the backward (``_forward_tile`` / ``_backward_tile`` in
+  ``trl/kernels/chunked_logprob.py``), one more each in bf16. ``policy_logits``
+  is then the kept input, and the head's backward or the layer recompute,
+  whichever is larger, is ``backward``.
 
 Peak = weights + LoRA + optimizer + checkpoints + policy logits + the largest
 of (reference or extra forward, backward's recompute + logits gradient).
@@ -70,6 +84,20 @@ SHAPES = {
     "Qwen/Qwen2.5-1.5B-Instruct": Shape(1536, 8960, 28, 12, 2, 151936, True),
 }
 LOSSES = ("dpo", "rmipo", "perce", "rmipo+perce")
+# TRL >= 1.15's fused LM head: tokens and vocabulary entries per projection tile (TRL's TOKEN_CHUNK_SIZE in
+# trl/kernels/chunked_logprob.py and _CHUNKED_LOGPROB_CHUNK_SIZE in trl/trainer/utils.py)
+FUSED_TOKEN_TILE, FUSED_VOCAB_TILE = 4096, 32768
+
+
+def fused_head(tokens: int, shape: Shape, compute_bytes: int, *, triton: bool) -> tuple[float, float]:
+    """Bytes TRL's fused LM head allocates while it scores ``tokens`` positions: (forward, backward)."""
+    n = min(tokens, FUSED_TOKEN_TILE)
+    buffer = n * FUSED_VOCAB_TILE * compute_bytes
+    if triton:  # the Triton kernels fold each tile in place
+        return buffer, buffer + tokens * shape.hidden * 4
+    tile = n * min(shape.vocab, FUSED_VOCAB_TILE) * 4  # torch's fold works on fp32 copies of the tile
+    upcast = compute_bytes != 4  # ``tile.float()`` copies a bf16 tile
+    return buffer + (3 + upcast) * tile, buffer + tokens * shape.hidden * 4 + (7.25 + upcast) * tile
 
 
 def needs_reference(loss: str, rmipo_form: str = "reference_free") -> bool:
@@ -79,8 +107,11 @@ def needs_reference(loss: str, rmipo_form: str = "reference_free") -> bool:
 def estimate(shape: Shape, *, seq: int, micro_batch: int, loss: str = "dpo", lora_r: int = 32,
              four_bit: bool = True, compute_bytes: int = 2, optimizer: str = "paged_adamw_8bit",
              gradient_checkpointing: bool = True, rmipo_form: str = "reference_free",
-             precompute_ref_log_probs: bool = False) -> dict:
-    """Bytes of each term and the peak (see the module's docstring)."""
+             precompute_ref_log_probs: bool = False, fused_lm_head: bool | None = None,
+             triton: bool = True) -> dict:
+    """Bytes of each term and the peak (see the module's docstring). ``fused_lm_head``: whether the trainer
+    scores through TRL's fused LM head (``None``: whether the installed TRL does); ``triton``: whether that head
+    runs its Triton kernels (CUDA) rather than its torch fallback (CPU)."""
     if loss not in LOSSES:
         raise ValueError(f"loss {loss!r}: one of {LOSSES}")
     cb = compute_bytes
@@ -101,16 +132,27 @@ def estimate(shape: Shape, *, seq: int, micro_batch: int, loss: str = "dpo", lor
     else:
         activations = shape.layers * per_layer
         backward_layer = per_layer
-    logits = tokens * shape.vocab * cb
-    policy_logits = 2 * logits  # logits + the log-softmax kept for backward
-    backward = backward_layer + logits  # the logits' gradient
+    if fused_lm_head is None:
+        from axolotl_mipo.compat import trl_fused_lm_head
+
+        fused_lm_head = trl_fused_lm_head()
+    if fused_lm_head:
+        head, head_backward = fused_head(tokens, shape, cb, triton=triton)
+        half, _ = fused_head(tokens // 2, shape, cb, triton=triton)
+        policy_logits = tokens * shape.hidden * cb  # the head's input, kept for its backward
+        backward = max(backward_layer, head_backward)
+    else:
+        head = logits = tokens * shape.vocab * cb
+        half = logits / 2
+        policy_logits = 2 * logits  # logits + the log-softmax kept for backward
+        backward = backward_layer + logits  # the logits' gradient
     extra = {}
     if needs_reference(loss, rmipo_form) and not precompute_ref_log_probs:
-        extra["reference"] = logits + per_layer / 2
+        extra["reference"] = head + per_layer / 2
     if "rmipo" in loss:  # responses alone: about half of each sequence
-        extra["rmipo"] = logits / 2 + per_layer / 4
+        extra["rmipo"] = half + per_layer / 4
     if "perce" in loss:  # prompt without the context + response, both responses
-        extra["perce"] = logits / 2 + per_layer / 4
+        extra["perce"] = half + per_layer / 4
     transient = max([backward, *extra.values()])
     static = weights + lora + opt
     peak = static + activations + policy_logits + transient
@@ -119,7 +161,8 @@ def estimate(shape: Shape, *, seq: int, micro_batch: int, loss: str = "dpo", lor
             "static": static, "step": peak - weights, "peak": peak, "reserved": peak * 1.1}
 
 
-def from_config(cfg: dict, *, seq: int | None = None, loss: str | None = None, shape: Shape | None = None) -> dict:
+def from_config(cfg: dict, *, seq: int | None = None, loss: str | None = None, shape: Shape | None = None,
+                fused_lm_head: bool | None = None) -> dict:
     """The estimate for an Axolotl YAML (as a dict) with the plugin's ``mipo:`` block."""
     shape = shape or SHAPES.get(cfg.get("base_model"))
     if shape is None:
@@ -133,11 +176,12 @@ def from_config(cfg: dict, *, seq: int | None = None, loss: str | None = None, s
         optimizer=cfg.get("optimizer") or "adamw_torch",
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
         rmipo_form=mipo.get("rmipo_form") or "reference_free",
-        precompute_ref_log_probs=bool(cfg.get("precompute_ref_log_probs")),
+        precompute_ref_log_probs=bool(cfg.get("precompute_ref_log_probs")), fused_lm_head=fused_lm_head,
     )
 
 
-def table(configs: list[str], seqs=(1024, 2048), shapes: dict | None = None) -> list[dict]:
+def table(configs: list[str], seqs=(1024, 2048), shapes: dict | None = None,
+          fused_lm_head: bool | None = None) -> list[dict]:
     """Rows of (config, model, seq, loss, GiB, fits 16 / 24 GB) for docs/gpu-memory.md."""
     import yaml
 
@@ -151,7 +195,7 @@ def table(configs: list[str], seqs=(1024, 2048), shapes: dict | None = None) -> 
         for model, shape in (shapes or models).items():
             for seq in seqs:
                 for loss in LOSSES:
-                    e = from_config(cfg, seq=seq, loss=loss, shape=shape)
+                    e = from_config(cfg, seq=seq, loss=loss, shape=shape, fused_lm_head=fused_lm_head)
                     need = e["reserved"] + 0.5 * GIB  # + CUDA context
                     rows.append({"config": path, "model": model, "seq": seq, "loss": loss,
                                  "micro_batch": cfg.get("micro_batch_size"), "peak_gib": e["peak"] / GIB,
@@ -164,8 +208,11 @@ def main(argv=None) -> None:
     ap.add_argument("--config", nargs="+", default=["example_configs/mipo-llama.yml", "example_configs/mipo-qwen.yml"])
     ap.add_argument("--seq", nargs="+", type=int, default=[1024, 2048])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--scoring", choices=("installed", "logits", "fused"), default="installed",
+                    help="how the trainer scores tokens: from the logits (TRL < 1.15), through TRL's fused LM head "
+                    "(TRL >= 1.15), or as the installed TRL does")
     a = ap.parse_args(argv)
-    rows = table(a.config, a.seq)
+    rows = table(a.config, a.seq, fused_lm_head={"installed": None, "logits": False, "fused": True}[a.scoring])
     if a.json:
         print(json.dumps(rows, indent=1))
         return
@@ -177,7 +224,7 @@ def main(argv=None) -> None:
               f"{'yes' if r['fits_24gb'] else 'no'} |")
 
 
-__all__ = ["SHAPES", "Shape", "estimate", "from_config", "table"]
+__all__ = ["SHAPES", "Shape", "estimate", "from_config", "fused_head", "table"]
 
 if __name__ == "__main__":
     main()

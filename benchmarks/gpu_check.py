@@ -432,16 +432,20 @@ class Work:
 
 def estimate_for(r: dict) -> float:
     """``axolotl_mipo.memory``'s estimate for a training result: the peak in GiB on CUDA; on the CPU the
-    step's memory above the loaded weights in MiB (what the CPU measure sees), for the batch's real width."""
+    step's memory above the loaded weights in MiB (what the CPU measure sees), for the batch's real width. TRL >=
+    1.15's fused LM head runs its Triton kernels on CUDA and its torch fallback on the CPU, which the estimate tells
+    apart."""
     from axolotl_mipo.memory import Shape, estimate
+
+    cuda = "peak_reserved_gib" in r
 
     s = SHAPES[r["shape"]]
     shape = Shape(s["hidden_size"], s["intermediate_size"], s["num_hidden_layers"], s["num_attention_heads"],
                   s["num_key_value_heads"], s["vocab_size"], s["tie_word_embeddings"])
     e = estimate(shape, seq=r["batch_shape"][1], micro_batch=r["batch_shape"][0] // 2, loss=r["loss"],
                  lora_r=r["lora_r"], four_bit=r["four_bit"], compute_bytes=2 if r["bf16"] else 4,
-                 optimizer=r["optimizer"], gradient_checkpointing=r["gradient_checkpointing"])
-    return e["peak"] / GIB if "peak_reserved_gib" in r else e["step"] / 2**20
+                 optimizer=r["optimizer"], gradient_checkpointing=r["gradient_checkpointing"], triton=cuda)
+    return e["peak"] / GIB if cuda else e["step"] / 2**20
 
 
 def table(results: dict) -> str:

@@ -180,3 +180,23 @@ def test_score_tokens_without_stats_returns_log_probs_only():
     assert scores.entropy is None and scores.mean_logits is None and scores.is_top1 is None
     assert outputs.logits.shape == (2, 6, 37)
 
+def test_trl_range_admits_every_tested_trl_and_nothing_newer():
+    """pyproject's trl range is widened only as far as CI proves: every TRL a stack or the overlay leg runs is in
+    it, the next minor release after the newest is not, and .ci/run's overlay leg runs the newest."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    repo = Path(__file__).resolve().parents[1]
+    with open(repo / "pyproject.toml", "rb") as f:
+        deps = [Requirement(d) for d in tomllib.load(f)["project"]["dependencies"]]
+    spec = next(d.specifier for d in deps if d.name == "trl")
+    tested = [v["trl"] for v in compat.TESTED.values()] + [v for vs in compat.TESTED_AHEAD.values() for v in vs]
+    assert all(spec.contains(v) for v in tested), (str(spec), tested)
+    newest = max(map(Version, tested))
+    assert not spec.contains(f"{newest.major}.{newest.minor + 1}.0"), str(spec)
+    ci = (repo / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^TRL_AHEAD=(\S+)$", ci, flags=re.M).group(1) == str(newest)
