@@ -93,7 +93,7 @@ def costs(results: dict, plan: dict) -> dict:
     out = {}
     for arm in plan["arms"]:
         n = arm["name"]
-        per_seed, tw, tc, steps, measured = {}, 0.0, 0.0, 0, True
+        per_seed, tw, tc, steps, measured, loop = {}, 0.0, 0.0, 0, True, 0.0
         for s, r in results.items():
             t = r["training"][n]
             k = t["log"].get("logged_steps") or 0  # logging_steps is 1: one logged line per optimizer step
@@ -102,9 +102,12 @@ def costs(results: dict, plan: dict) -> dict:
             per_seed[s] = {"steps": k, "stages": st, "measured": t.get("measured", True)}
             tw, tc, steps = tw + st["train"]["wall_s"], tc + st["train"]["cpu_s"], steps + k
             measured = measured and t.get("measured", True)
+            loop += t["log"].get("train_runtime_s") or 0.0
         out[n] = {"per_seed": per_seed, "steps": steps, "train_wall_s": tw, "train_cpu_s": tc,
                   "wall_s_per_step": tw / steps if steps else None, "cpu_s_per_step": tc / steps if steps else None,
-                  "measured": measured}
+                  "measured": measured,
+                  # the trainer's own loop (the log's train_runtime), without loading, data and the MIPO pipeline
+                  "trainer_wall_s_per_step": loop / steps if steps and loop else None}
         extra = [p["stages"]["extra_round"] for p in per_seed.values() if "extra_round" in p["stages"]]
         if extra:
             out[n]["extra_round"] = {"wall_s": sum(e["wall_s"] for e in extra), "cpu_s": sum(e["cpu_s"] for e in extra)}
@@ -233,8 +236,8 @@ def markdown(doc: dict, plan: dict, results: dict) -> str:
         lines.append(f"| {who.replace(' - ', ' − ') if ' - ' in who else who + ' − base'} | "
                      + " | ".join(_cell(doc["secondary"][f"{who}|{m}"], holm=False) for m in sec) + " |")
     lines += ["", "## Cost (measured in this run)", "",
-              "| arm | optimizer steps | wall s / step | CPU s / step | stages (wall s / CPU s, all seeds) |",
-              "|---|---|---|---|---|"]
+              "| arm | optimizer steps | wall s / step | CPU s / step | trainer loop wall s / step | "
+              "stages (wall s / CPU s, all seeds) |", "|---|---|---|---|---|---|"]
     for a in plan["arms"]:
         c = doc["costs"][a["name"]]
         stages: dict = {}
@@ -244,9 +247,10 @@ def markdown(doc: dict, plan: dict, results: dict) -> str:
                 acc[0] += t.get("wall_s") or 0.0
                 acc[1] += t.get("cpu_s") or 0.0
         st = "; ".join(f"{k} {w:.0f}/{u:.0f}" for k, (w, u) in stages.items())
-        wps, cps = c["wall_s_per_step"], c["cpu_s_per_step"]
+        wps, cps, lps = c["wall_s_per_step"], c["cpu_s_per_step"], c["trainer_wall_s_per_step"]
         lines.append(f"| {a['name']}{'' if c['measured'] else ' (resumed: not measured)'} | {c['steps']} | "
-                     f"{'n/a' if wps is None else f'{wps:.2f}'} | {'n/a' if cps is None else f'{cps:.2f}'} | {st} |")
+                     f"{'n/a' if wps is None else f'{wps:.2f}'} | {'n/a' if cps is None else f'{cps:.2f}'} | "
+                     f"{'n/a' if lps is None else f'{lps:.2f}'} | {st} |")
     rec = doc["recommendation"]
     lines += ["", "## Decision (pre-registered rule)", "", f"* Loss: {rec['loss_text']}"]
     if rec.get("rounds_text"):

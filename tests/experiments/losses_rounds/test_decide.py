@@ -78,7 +78,7 @@ def _results(plan, shift: dict, cpu_per_step: dict, seeds=(10, 11, 12), n=24):
             stages = {"train": {"wall_s": 12.0 * cpu_per_step[name], "cpu_s": 10.0 * cpu_per_step[name]}}
             if a.get("round", 1) != 1:
                 stages["extra_round"] = {"wall_s": 30.0, "cpu_s": 25.0}
-            training[name] = {"log": {"logged_steps": 10}, "stages": stages, "measured": True}
+            training[name] = {"log": {"logged_steps": 10, "train_runtime_s": 8.0}, "stages": stages, "measured": True}
         results[s] = {"base": {"figures": {}, "per_row": base, "per_pair": {"pref_accuracy": base_pairs},
                                "pairs": [{}] * n, "wall_s": 3.0, "cpu_s": 2.0},
                       "arms": arms, "training": training}
@@ -102,6 +102,7 @@ def test_families_are_holm_corrected_separately_and_costs_are_per_step():
                              "dpo_round2 - dpo": "indistinguishable"}
     c = D.costs(results, plan)
     assert c["perce"]["cpu_s_per_step"] == pytest.approx(1.2) and c["perce"]["wall_s_per_step"] == pytest.approx(1.44)
+    assert c["dpo"]["trainer_wall_s_per_step"] == pytest.approx(0.8)
     assert c["dpo"]["steps"] == 30 and c["dpo_round2"]["extra_round"] == {"wall_s": 90.0, "cpu_s": 75.0}
     assert c["dpo"]["per_seed"][10]["stages"]["evaluation"] == {"wall_s": 5.0, "cpu_s": 4.0}
 
