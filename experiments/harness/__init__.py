@@ -18,21 +18,25 @@ Seeds run side by side with :func:`run_seed_workers` (each worker a ``python -m`
 started with :func:`worker_command`, reading its thread count with :func:`worker_threads`) or one after
 the other in one process.
 
-* :mod:`~experiments.harness.stages`: :func:`stage`, :func:`check_out`, :func:`cpu_seconds`, :func:`logger`.
-* :mod:`~experiments.harness.training`: :func:`mipo_config`, :func:`run_axolotl`, :func:`train_arm`
-  (:class:`TrainedArm`), :func:`train_metrics` and :func:`read_train_log` (what a training log says).
+* :mod:`~experiments.harness.stages`: :func:`stage`, :func:`check_out`, :func:`cpu_seconds`, :func:`logger`,
+  :func:`plan_settings` (a plan's YAML block).
+* :mod:`~experiments.harness.training`: :func:`mipo_config`, :func:`plan_train_config`, :func:`run_axolotl`,
+  :func:`train_arm` (:class:`TrainedArm`), :func:`train_metrics` and :func:`read_train_log` (what a training log says).
 * :mod:`~experiments.harness.workers`: :func:`run_seed_workers`, :func:`worker_command`, :func:`worker_threads`.
 * :mod:`~experiments.harness.weak_base`: :func:`train_weak_base`, the synthetic tasks' weakly personalized
   tiny Llama (imports torch when called).
+* :mod:`~experiments.harness.persona_eval`: the persona task's per-row evaluation, checker-ordered pairs and
+  :func:`~experiments.harness.persona_eval.pair_accuracy` (SmolLM2, losses and rounds).
 * :mod:`~experiments.harness.synthetic_eval`: :func:`evaluate_synthetic` and :func:`synthetic_per_row`.
 """
 
-from experiments.harness.stages import check_out, cpu_seconds, logger, stage
+from experiments.harness.stages import check_out, cpu_seconds, logger, plan_settings, stage
 from experiments.harness.synthetic_eval import evaluate_synthetic, synthetic_per_row
 from experiments.harness.training import (
     MAX_NEW_TOKENS,
     TrainedArm,
     mipo_config,
+    plan_train_config,
     read_train_log,
     run_axolotl,
     train_arm,
@@ -43,6 +47,6 @@ from experiments.harness.workers import run_seed_workers, worker_command, worker
 
 __all__ = [
     "MAX_NEW_TOKENS", "TrainedArm", "check_out", "cpu_seconds", "evaluate_synthetic", "logger", "mipo_config",
-    "read_train_log", "run_axolotl", "run_seed_workers", "stage", "synthetic_per_row", "train_arm",
-    "train_metrics", "train_weak_base", "worker_command", "worker_threads",
+    "plan_settings", "plan_train_config", "read_train_log", "run_axolotl", "run_seed_workers", "stage",
+    "synthetic_per_row", "train_arm", "train_metrics", "train_weak_base", "worker_command", "worker_threads",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -61,3 +62,16 @@ def stage(path: Path, fn: Callable[[], dict]) -> dict:
     tmp.write_text(json.dumps(result, default=str))
     tmp.replace(path)
     return result
+
+
+def plan_settings(path: Path) -> dict:
+    """The YAML block under a ``## Settings`` heading of a pre-registered plan (``PLAN.md``).
+
+    The runner reads its settings from the committed plan itself, so the plan and the run cannot drift."""
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    m = re.search(r"^## Settings\s*$.*?^```yaml\s*$(.*?)^```\s*$", text, re.DOTALL | re.MULTILINE)
+    if not m:
+        raise SystemExit(f"{path}: no ```yaml block under a '## Settings' heading")
+    return yaml.safe_load(m.group(1))

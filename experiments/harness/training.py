@@ -69,6 +69,28 @@ def mipo_config(seed: int, base: Path, train_path: Path, out: Path, strategy: st
     }
 
 
+def plan_train_config(plan: dict, arm: dict, seed: int, base: Path, train_path: Path, d: Path, cache: Path) -> dict:
+    """:func:`mipo_config` with a persona study's plan applied (SmolLM2, losses and rounds).
+
+    ``plan``: ``generation`` (MIPO's sampling) and ``training`` (LoRA, rate, epochs, batch, beta, sequence
+    length; ``max_steps`` in a smoke run); ``arm``: ``strategy``, ``loss``, optional ``strategy_kwargs``. Every
+    step is logged (``logging_steps`` 1), so the log's step count is the optimizer's. The seed's arms share
+    the generation cache ``cache``."""
+    cfg = mipo_config(seed, base, train_path, d, arm["strategy"])
+    g, t = plan["generation"], plan["training"]
+    cfg["mipo"].update(loss=arm["loss"], cache_dir=str(cache))
+    if arm.get("strategy_kwargs"):
+        cfg["mipo"]["strategy_kwargs"] = arm["strategy_kwargs"]
+    cfg["mipo"]["generation"].update(max_new_tokens=g["max_new_tokens"], temperature=g["temperature"],
+                                     top_p=g["top_p"], batch_size=g["batch_size"], device="cpu")
+    cfg.update(lora_r=t["lora_r"], lora_alpha=t["lora_alpha"], learning_rate=t["learning_rate"],
+               num_epochs=t["num_epochs"], micro_batch_size=t["micro_batch_size"], rl_beta=t["rl_beta"],
+               sequence_len=t["sequence_len"], logging_steps=1)
+    if t.get("max_steps"):
+        cfg["max_steps"] = t["max_steps"]
+    return cfg
+
+
 def run_axolotl(cfg_path: Path, log_path: Path, threads: int) -> str:
     """``axolotl train cfg_path`` (working directory: the config's folder), its output in ``log_path``.
 

@@ -20,7 +20,6 @@ shows the script works end to end; its numbers are not results.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -31,10 +30,18 @@ import yaml
 
 # the project's one statistics module (also the grid's); kept under this name for the tests
 from axolotl_mipo.evaluation.stats import hier_bootstrap
-from experiments.harness import check_out, cpu_seconds, logger, mipo_config, stage, train_arm
+from experiments.harness import check_out, cpu_seconds, logger, stage, train_arm
+from experiments.harness.persona_eval import (
+    PREFS,
+    evaluate_personas,
+    pair_accuracy,
+    persona_base_stage,
+    persona_examples,
+    preference_pairs,  # noqa: F401 (the study's tests read it here)
+)
+from experiments.harness.training import plan_train_config as train_config
 
 HERE = Path(__file__).resolve().parent
-PREFS = ("language", "format", "max_words", "topic", "register", "all")
 log = logger("smollm2")
 
 
@@ -59,101 +66,12 @@ def load_plan(path: Path, quick: bool) -> dict:
 # ------------------------------------------------------------------ per seed
 
 
-def _examples(rows):
-    from axolotl_mipo.data.example import Example
-
-    return [Example(index=i, messages=(("user", r["query"]),), context=r["context"], source="heldout",
-                    meta={"user_id": r["user_id"], "preferences": r["preferences"]})
-            for i, r in enumerate(rows)]
-
-
-def _mean_logp(model, tok, examples, responses, batch_size):
-    from axolotl_mipo.data.prompts import build_messages
-    from axolotl_mipo.scoring import response_logprobs
-
-    scored = response_logprobs(model, tok, [build_messages(ex.messages, ex.context) for ex in examples],
-                               list(responses), batch_size=batch_size)
-    return [s / n if n else float("-inf") for s, n in scored]
-
-
-def preference_pairs(heldout, with_c, without_c):
-    """Rows where the checkers order the base's with-persona and without-persona responses."""
-    from experiments.tasks.personas import check_response
-
-    pairs = []
-    for i, (r, a, b) in enumerate(zip(heldout, with_c, without_c)):
-        sa, sb = (sum(check_response(y, r["preferences"]).values()) for y in (a, b))
-        if sa != sb:
-            better, worse = (a, b) if sa > sb else (b, a)
-            pairs.append({"row": i, "better": better, "worse": worse, "better_is_with_persona": sa > sb})
-    return pairs
-
-
-def pair_accuracy(model, tok, examples, pairs, batch_size) -> list[int]:
-    if not pairs:
-        return []
-    ex = [examples[p["row"]] for p in pairs]
-    lp = _mean_logp(model, tok, ex + ex, [p["better"] for p in pairs] + [p["worse"] for p in pairs], batch_size)
-    n = len(pairs)
-    return [int(lp[i] > lp[n + i]) for i in range(n)]
-
-
-def _per_row(res, heldout) -> dict:
-    from experiments.tasks.personas import check_response
-
-    checks = [check_response(y, r["preferences"]) for y, r in zip(res.responses, heldout)]
-    rows = {"mi": res.mi_per_row}
-    for k, ident in res.extra.get("identified_per_row", {}).items():
-        rows[f"acc@K{k}"] = [int(x) for x in ident]
-    for d in PREFS[:-1]:
-        rows[f"pref_{d}"] = [int(c[d]) for c in checks]
-    rows["pref_all"] = [int(all(c.values())) for c in checks]
-    return rows
-
-
 def evaluate(model, tok, heldout, plan, seed) -> tuple[dict, list[str]]:
-    from axolotl_mipo.evaluation.evaluate import evaluate_model
-    from experiments.tasks.personas import persona_checker
-
-    ev = plan["evaluation"]
-    res = evaluate_model(model, tok, _examples(heldout), k_values=ev["k"], max_new_tokens=ev["max_new_tokens"],
-                         temperature=ev["temperature"], top_p=ev["top_p"], seed=seed, batch_size=ev["batch_size"],
-                         checker=persona_checker, progress=False)
-    return {"figures": res.figures, "per_row": _per_row(res, heldout),
-            "samples": res.extra.get("samples", [])}, res.responses
+    return evaluate_personas(model, tok, heldout, plan["evaluation"], seed)
 
 
 def base_stage(d: Path, base: Path, heldout, plan, seed, tok) -> dict:
-    from axolotl_mipo.evaluation.evaluate import generate_responses, load_model
-
-    ev = plan["evaluation"]
-    model = load_model(str(base), device="cpu", dtype="float32")
-    out, with_c = evaluate(model, tok, heldout, plan, seed)
-    no_persona = [dataclasses.replace(ex, context=None) for ex in _examples(heldout)]
-    without = [t for t, _ in generate_responses(model, tok, no_persona, max_new_tokens=ev["max_new_tokens"],
-                                                temperature=ev["temperature"], top_p=ev["top_p"], seed=seed,
-                                                batch_size=ev["batch_size"], progress=False)]
-    pairs = preference_pairs(heldout, with_c, without)
-    out["pairs"] = pairs
-    out["per_pair"] = {"pref_accuracy": pair_accuracy(model, tok, _examples(heldout), pairs, ev["batch_size"])}
-    out["responses"], out["responses_without_persona"] = with_c, without
-    return out
-
-
-def train_config(plan, arm, seed, base: Path, train_path: Path, d: Path, cache: Path) -> dict:
-    cfg = mipo_config(seed, base, train_path, d, arm["strategy"])
-    g, t = plan["generation"], plan["training"]
-    cfg["mipo"].update(loss=arm["loss"], cache_dir=str(cache))
-    if arm.get("strategy_kwargs"):
-        cfg["mipo"]["strategy_kwargs"] = arm["strategy_kwargs"]
-    cfg["mipo"]["generation"].update(max_new_tokens=g["max_new_tokens"], temperature=g["temperature"],
-                                     top_p=g["top_p"], batch_size=g["batch_size"], device="cpu")
-    cfg.update(lora_r=t["lora_r"], lora_alpha=t["lora_alpha"], learning_rate=t["learning_rate"],
-               num_epochs=t["num_epochs"], micro_batch_size=t["micro_batch_size"], rl_beta=t["rl_beta"],
-               sequence_len=t["sequence_len"], logging_steps=1)
-    if t.get("max_steps"):
-        cfg["max_steps"] = t["max_steps"]
-    return cfg
+    return persona_base_stage(base, heldout, plan["evaluation"], seed, tok)
 
 
 def arm_stage(d: Path, base: Path, train_path: Path, heldout, plan, arm, seed, tok, base_res, threads) -> dict:
@@ -163,7 +81,7 @@ def arm_stage(d: Path, base: Path, train_path: Path, heldout, plan, arm, seed, t
     trained = train_arm(d, cfg, threads, label=f"seed {seed} {arm['name']}")
     model = load_model(str(base), str(trained.adapter), device="cpu", dtype="float32")
     out, _ = evaluate(model, tok, heldout, plan, seed)
-    out["per_pair"] = {"pref_accuracy": pair_accuracy(model, tok, _examples(heldout), base_res["pairs"],
+    out["per_pair"] = {"pref_accuracy": pair_accuracy(model, tok, persona_examples(heldout), base_res["pairs"],
                                                       plan["evaluation"]["batch_size"])}
     out["training"] = trained.training
     return out
