@@ -70,6 +70,10 @@ GSM_FEWSHOT = (
 ARC_HEAD = ("You are a helpful assistant. The following is a multiple choice question with answer choices. Your "
             "response should show clear and concise reasoning, and you should end with \"The answer is: <X>\", "
             "where X is the correct letter choice.\n\n")
+# the one exemplar of ``arc_prompt(row, shots=1)``: names outside the generator's, the key in the middle
+ARC_EXAMPLE = ("Example:\nFacts: Tom has a pet cat. Zoe has a pet dog. Question: What pet does Zoe have?\n\n"
+               "A: cat\nB: dog\nC: parrot\n\nZoe has a pet dog, and dog is option B. The answer is: B\n\n"
+               "New question: ")
 ARC_TAIL = "\n\nYour response should end with \"The answer is: <X>\", where X is the correct letter choice."
 
 # name -> (task, generator keyword arguments); the names are what PILOT.md reports
@@ -96,10 +100,14 @@ def gsm_prompt(question: str, shots: int) -> str:
     return head + "\n\nNew question: " + question
 
 
-def arc_prompt(row: dict) -> str:
-    """The authors' ARC prompt; like theirs, options are relabelled A, B, C... by position."""
+def arc_prompt(row: dict, shots: int = 0) -> str:
+    """The authors' ARC prompt; like theirs, options are relabelled A, B, C... by position.
+
+    ``shots=1`` (not the authors': their ARC prompt has no exemplar) puts one worked question before it,
+    because SmolLM2-135M zero-shot mostly names an option's text, which no rule can score as a letter.
+    """
     options = "\n".join(f"{chr(ord('A') + i)}: {t}" for i, t in enumerate(row["choices"]["text"]))
-    return ARC_HEAD + row["question"] + "\n\n" + options + ARC_TAIL
+    return ARC_HEAD + (ARC_EXAMPLE if shots else "") + row["question"] + "\n\n" + options + ARC_TAIL
 
 
 def gold_letter(row: dict) -> str:
@@ -107,9 +115,17 @@ def gold_letter(row: dict) -> str:
     return choice_letter(row["answerKey"], row["choices"]["label"])
 
 
+def _mode_baseline(items: list[dict]) -> dict:
+    letters = [x["pred"] for x in items if x["pred"] is not None]
+    if not letters:
+        return {"mode_letter": None, "mode_letter_share": 0.0, "always_mode_accuracy": 0.0}
+    mode = max(sorted(set(letters)), key=letters.count)
+    return {"mode_letter": mode, "mode_letter_share": letters.count(mode) / len(items),
+            "always_mode_accuracy": sum(x["gold"] == mode for x in items) / len(items)}
+
+
 def tag(name: str, shots: int, max_new_tokens: int) -> str:
     """The file stem of one setting's items: the setting, the exemplars (numeric only) and the token limit."""
-    shots = shots if SETTINGS[name][0] == "numeric" else 0
     return name.replace(":", "_") + f"_shots{shots}_new{max_new_tokens}"
 
 
@@ -120,7 +136,9 @@ def spent(out: Path, task: str) -> int:
 
 
 def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -> tuple[dict, list[dict]]:
-    """Scores ``n`` items of one setting; items already in ``items_path`` (an interrupted run) are kept."""
+    """Scores ``n`` items of one setting; items already in ``items_path`` (an interrupted run) are kept.
+
+    ``shots``: the exemplars of the setting's prompt (GSM8K's 0-8, or 0-1 for multiple choice)."""
     task, knobs = SETTINGS[name]
     if task == "numeric":
         rows = numeric_rows(n, seed=PILOT_SEED, **knobs)
@@ -129,7 +147,7 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -
         kind = "number"
     else:
         rows = choice_rows(n, seed=PILOT_SEED, **knobs)
-        prompts = [arc_prompt(r) for r in rows]
+        prompts = [arc_prompt(r, shots) for r in rows]
         golds = [gold_letter(r) for r in rows]
         kind = "choice"
     # the letter of each item's last option: a model that always picks it scores by position, not reading
@@ -157,7 +175,7 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -
                 f.write(json.dumps(item) + "\n")
         print(f"  {name}: {len(done)}/{len(rows)} items, {per_item:.1f} s/item in this batch", flush=True)
     items = [x for x in done if x["question"] in {r["question"] for r in rows}]
-    summary = {"setting": name, "shots": shots if task == "numeric" else 0, "n": len(items),
+    summary = {"setting": name, "shots": shots, "n": len(items),
                "accuracy": sum(x["correct"] for x in items) / len(items),
                "unparseable": sum(x["pred"] is None for x in items) / len(items),
                "mean_new_tokens": sum(x["tokens"] for x in items) / len(items),
@@ -169,6 +187,8 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -
             # share of all answers that name the last option, and what always naming it would score here
             "last_option_share": sum(x["pred"] == last[x["question"]] for x in items) / len(items),
             "always_last_accuracy": sum(x["gold"] == last[x["question"]] for x in items) / len(items),
+            # the letter named most often, and what always naming it would score (an exemplar's key may pull)
+            **_mode_baseline(items),
             "chance": sum(1 / len(r["choices"]["text"]) for r in rows[:len(items)]) / len(items)}
     return summary, items
 
@@ -179,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setting", action="append", choices=sorted(SETTINGS), required=True)
     ap.add_argument("--n", type=int, default=100, help="items per setting (issue 23 allows at most 100)")
     ap.add_argument("--shots", type=int, default=8, help="GSM8K exemplars in the numeric prompt (the authors: 8)")
+    ap.add_argument("--choice-shots", type=int, default=0, choices=(0, 1),
+                    help="exemplars in the multiple-choice prompt (the authors: 0)")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default="runs/reasoning-pilot",
@@ -188,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("the pilot is limited to 100 items per setting (issue 23)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / (tag(name, a.shots, a.max_new_tokens) + ".items.jsonl") for name in a.setting}
+    shots = {name: a.shots if SETTINGS[name][0] == "numeric" else a.choice_shots for name in a.setting}
+    paths = {name: out / (tag(name, shots[name], a.max_new_tokens) + ".items.jsonl") for name in a.setting}
     for task in ("numeric", "choice"):
         # a resumed file's items are spent already; only the new ones count
         new = sum(a.n - (len(p.read_text().splitlines()) if p.exists() else 0)
@@ -208,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = HFBackend(model, tok, model_id={"path": a.model}, max_new_tokens=a.max_new_tokens, do_sample=False,
                         batch_size=a.batch_size)
     for name in a.setting:
-        summary, items = run_setting(backend, tok, name, a.n, a.shots, paths[name])
+        summary, items = run_setting(backend, tok, name, a.n, shots[name], paths[name])
         summary |= {"max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size,
                     "threads": torch.get_num_threads()}
         with open(out / "summary.jsonl", "a") as f:

@@ -107,3 +107,16 @@ def test_the_budget_counts_every_scored_item(tmp_path):
     with pytest.raises(SystemExit):
         pilot.main(["--setting", "choice:f3-c4-h1", "--n", str(100 - pilot.spent(tmp_path, "choice") + 1),
                     "--max-new-tokens", "48", "--out", str(tmp_path), "--model", str(tmp_path / "no-model")])
+
+
+def test_the_one_shot_choice_prompt_and_the_mode_baseline():
+    row = choice_rows(1, seed=0)[0]
+    one = pilot.arc_prompt(row, shots=1)
+    assert one == pilot.ARC_HEAD + pilot.ARC_EXAMPLE + row["question"] + pilot.arc_prompt(row).split(
+        row["question"], 1)[1]
+    # the exemplar's names are not the generator's, so it never states a fact of a generated question
+    assert "Tom" not in row["question"] and "Zoe" not in row["question"]
+    items = [{"pred": "B", "gold": "B"}, {"pred": "B", "gold": "A"}, {"pred": None, "gold": "B"},
+             {"pred": "C", "gold": "C"}]
+    assert pilot._mode_baseline(items) == {"mode_letter": "B", "mode_letter_share": 0.5,
+                                           "always_mode_accuracy": 0.5}
