@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zlib
 from pathlib import Path
 
 from axolotl_mipo.evaluation.answers import choice_letter, extract_answer
@@ -72,7 +73,7 @@ ARC_HEAD = ("You are a helpful assistant. The following is a multiple choice que
             "where X is the correct letter choice.\n\n")
 # the one exemplar of ``arc_prompt(row, shots=1)``: names outside the generator's, the key in the middle
 ARC_EXAMPLE = ("Example:\nFacts: Tom has a pet cat. Zoe has a pet dog. Question: What pet does Zoe have?\n\n"
-               "A: cat\nB: dog\nC: parrot\n\nZoe has a pet dog, and dog is option B. The answer is: B\n\n"
+               "{options}\n\nZoe has a pet dog, and dog is option {key}. The answer is: {key}\n\n"
                "New question: ")
 ARC_TAIL = "\n\nYour response should end with \"The answer is: <X>\", where X is the correct letter choice."
 
@@ -100,14 +101,28 @@ def gsm_prompt(question: str, shots: int) -> str:
     return head + "\n\nNew question: " + question
 
 
-def arc_prompt(row: dict, shots: int = 0) -> str:
+def arc_prompt(row: dict, shots: int = 0, example_key: str = "B") -> str:
     """The authors' ARC prompt; like theirs, options are relabelled A, B, C... by position.
 
     ``shots=1`` (not the authors': their ARC prompt has no exemplar) puts one worked question before it,
     because SmolLM2-135M zero-shot mostly names an option's text, which no rule can score as a letter.
+    ``example_key`` (A-C) is where the exemplar's answer stands; :func:`example_key` varies it per question,
+    so that copying the exemplar's letter scores chance, not the share of one letter among the keys.
     """
     options = "\n".join(f"{chr(ord('A') + i)}: {t}" for i, t in enumerate(row["choices"]["text"]))
-    return ARC_HEAD + (ARC_EXAMPLE if shots else "") + row["question"] + "\n\n" + options + ARC_TAIL
+    return ARC_HEAD + (_arc_example(example_key) if shots else "") + row["question"] + "\n\n" + options + ARC_TAIL
+
+
+def _arc_example(key: str) -> str:
+    others = iter(("cat", "parrot"))
+    texts = ["dog" if letter == key else next(others) for letter in "ABC"]
+    options = "\n".join(f"{letter}: {t}" for letter, t in zip("ABC", texts))
+    return ARC_EXAMPLE.format(options=options, key=key)
+
+
+def example_key(question: str) -> str:
+    """A letter A-C fixed by the question's text (a stable hash, not Python's salted one)."""
+    return "ABC"[zlib.crc32(question.encode()) % 3]
 
 
 def gold_letter(row: dict) -> str:
@@ -124,9 +139,9 @@ def _mode_baseline(items: list[dict]) -> dict:
             "always_mode_accuracy": sum(x["gold"] == mode for x in items) / len(items)}
 
 
-def tag(name: str, shots: int, max_new_tokens: int) -> str:
-    """The file stem of one setting's items: the setting, the exemplars (numeric only) and the token limit."""
-    return name.replace(":", "_") + f"_shots{shots}_new{max_new_tokens}"
+def tag(name: str, shots: int, max_new_tokens: int, rotate: bool = False) -> str:
+    """The file stem of one setting's items: the setting, the exemplars (``r``: rotated key) and the token limit."""
+    return name.replace(":", "_") + f"_shots{shots}{'r' if rotate else ''}_new{max_new_tokens}"
 
 
 def spent(out: Path, task: str) -> int:
@@ -135,10 +150,12 @@ def spent(out: Path, task: str) -> int:
     return PRIOR_SPENT[task] + sum(len(f.read_text().splitlines()) for f in files)
 
 
-def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -> tuple[dict, list[dict]]:
+def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path,
+                rotate: bool = False) -> tuple[dict, list[dict]]:
     """Scores ``n`` items of one setting; items already in ``items_path`` (an interrupted run) are kept.
 
-    ``shots``: the exemplars of the setting's prompt (GSM8K's 0-8, or 0-1 for multiple choice)."""
+    ``shots``: the exemplars of the setting's prompt (GSM8K's 0-8, or 0-1 for multiple choice); ``rotate``:
+    the multiple-choice exemplar's key varies with the question (:func:`example_key`), else it is B."""
     task, knobs = SETTINGS[name]
     if task == "numeric":
         rows = numeric_rows(n, seed=PILOT_SEED, **knobs)
@@ -147,10 +164,12 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -
         kind = "number"
     else:
         rows = choice_rows(n, seed=PILOT_SEED, **knobs)
-        prompts = [arc_prompt(r, shots) for r in rows]
+        keys = [example_key(r["question"]) if rotate else "B" for r in rows]
+        prompts = [arc_prompt(r, shots, k) for r, k in zip(rows, keys)]
         golds = [gold_letter(r) for r in rows]
         kind = "choice"
     # the letter of each item's last option: a model that always picks it scores by position, not reading
+    keys = keys if task == "choice" and shots else [None] * len(rows)
     lasts = [chr(ord("A") + len(r["choices"]["text"]) - 1) if task == "choice" else None for r in rows]
     done = [json.loads(line) for line in items_path.read_text().splitlines()] if items_path.exists() else []
     done_q = {x["question"] for x in done}
@@ -170,6 +189,7 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -
                 item = {"setting": name, "question": rows[i]["question"], "gold": golds[i], "pred": pred,
                         "correct": pred == golds[i], "tokens": res.num_tokens, "wall_s": per_item,
                         "limit_hit": res.num_tokens >= backend.max_new_tokens, "last_option": lasts[i],
+                        "example_key": keys[i],
                         "response": res.text}
                 done.append(item)
                 f.write(json.dumps(item) + "\n")
@@ -189,6 +209,10 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -
             "always_last_accuracy": sum(x["gold"] == last[x["question"]] for x in items) / len(items),
             # the letter named most often, and what always naming it would score (an exemplar's key may pull)
             **_mode_baseline(items),
+            # what copying the exemplar's letter would score
+            "example_key_share": sum(x["pred"] is not None and x["pred"] == x.get("example_key") for x in items)
+            / len(items),
+            "always_example_key_accuracy": sum(x["gold"] == x.get("example_key") for x in items) / len(items),
             "chance": sum(1 / len(r["choices"]["text"]) for r in rows[:len(items)]) / len(items)}
     return summary, items
 
@@ -201,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shots", type=int, default=8, help="GSM8K exemplars in the numeric prompt (the authors: 8)")
     ap.add_argument("--choice-shots", type=int, default=0, choices=(0, 1),
                     help="exemplars in the multiple-choice prompt (the authors: 0)")
+    ap.add_argument("--rotate-example", action="store_true",
+                    help="vary the multiple-choice exemplar's key with the question (with --choice-shots 1)")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default="runs/reasoning-pilot",
@@ -211,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     shots = {name: a.shots if SETTINGS[name][0] == "numeric" else a.choice_shots for name in a.setting}
-    paths = {name: out / (tag(name, shots[name], a.max_new_tokens) + ".items.jsonl") for name in a.setting}
+    rotate = {name: a.rotate_example and SETTINGS[name][0] == "choice" for name in a.setting}
+    paths = {name: out / (tag(name, shots[name], a.max_new_tokens, rotate[name]) + ".items.jsonl")
+             for name in a.setting}
     for task in ("numeric", "choice"):
         # a resumed file's items are spent already; only the new ones count
         new = sum(a.n - (len(p.read_text().splitlines()) if p.exists() else 0)
@@ -231,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = HFBackend(model, tok, model_id={"path": a.model}, max_new_tokens=a.max_new_tokens, do_sample=False,
                         batch_size=a.batch_size)
     for name in a.setting:
-        summary, items = run_setting(backend, tok, name, a.n, shots[name], paths[name])
+        summary, items = run_setting(backend, tok, name, a.n, shots[name], paths[name], a.rotate_example)
         summary |= {"max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size,
                     "threads": torch.get_num_threads()}
         with open(out / "summary.jsonl", "a") as f:

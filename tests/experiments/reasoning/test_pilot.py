@@ -112,7 +112,7 @@ def test_the_budget_counts_every_scored_item(tmp_path):
 def test_the_one_shot_choice_prompt_and_the_mode_baseline():
     row = choice_rows(1, seed=0)[0]
     one = pilot.arc_prompt(row, shots=1)
-    assert one == pilot.ARC_HEAD + pilot.ARC_EXAMPLE + row["question"] + pilot.arc_prompt(row).split(
+    assert one == pilot.ARC_HEAD + pilot._arc_example("B") + row["question"] + pilot.arc_prompt(row).split(
         row["question"], 1)[1]
     # the exemplar's names are not the generator's, so it never states a fact of a generated question
     assert "Tom" not in row["question"] and "Zoe" not in row["question"]
@@ -120,3 +120,16 @@ def test_the_one_shot_choice_prompt_and_the_mode_baseline():
              {"pred": "C", "gold": "C"}]
     assert pilot._mode_baseline(items) == {"mode_letter": "B", "mode_letter_share": 0.5,
                                            "always_mode_accuracy": 0.5}
+
+
+def test_the_rotated_exemplar_key():
+    rows = choice_rows(30, seed=pilot.PILOT_SEED, facts=2, choices=3)
+    keys = [pilot.example_key(r["question"]) for r in rows]
+    assert set(keys) == {"A", "B", "C"} and keys == [pilot.example_key(r["question"]) for r in rows]
+    for key in "ABC":
+        p = pilot.arc_prompt(rows[0], 1, key)
+        # the exemplar's answer (dog) stands at the key, and its last line names that key
+        assert f"\n{key}: dog\n" in p and f"The answer is: {key}\n\nNew question: " in p
+    assert pilot.arc_prompt(rows[0], 1) == pilot.ARC_HEAD + pilot.ARC_EXAMPLE.format(
+        options="A: cat\nB: dog\nC: parrot", key="B") + pilot.arc_prompt(rows[0]).removeprefix(pilot.ARC_HEAD)
+    assert pilot.tag("choice:f2-c3-h1", 1, 48, True) == "choice_f2-c3-h1_shots1r_new48"
