@@ -31,8 +31,9 @@ PILOT_SEED = 1000
 # issue 23: at most 100 pilot items per task, all settings together; every scored item counts, a question
 # asked again under another prompt included
 BUDGET = 100
-# the first run (PILOT.md, 2026-12-06): 16 items of each task, scored before this folder's ledger existed
-PRIOR_SPENT = {"numeric": 16, "choice": 16}
+# PILOT.md's ledger: session 1's 16 items of each task (scored before this folder's ledger existed), and
+# session 2's 8 numeric items stopped in generation (never scored, counted to be safe)
+PRIOR_SPENT = {"numeric": 24, "choice": 16}
 
 # eval_scripts/gsm.py lines 17-57 (the eight chain-of-thought exemplars) and 137-139, 156 (the prompt)
 GSM_INSTRUCTION = ("You are a helpful math assistant. Solve the following problem step-by-step and give the final "
