@@ -13,7 +13,7 @@ Answers are scored by the library's ``axolotl_mipo.evaluation.answers.extract_an
 (``spent``); the script refuses a run that would exceed it. Pilot items are drawn with seed 1000, apart
 from the study's seeds; the study should pass them as ``exclude`` so none is held out.
 
-    OMP_NUM_THREADS=2 python -m experiments.reasoning.pilot --model smollm2-model --setting numeric:s1-v10 --n 100
+    OMP_NUM_THREADS=2 python -m experiments.reasoning.pilot --model smollm2-model --setting numeric:s1-v5-add --n 16
 """
 
 from __future__ import annotations
