@@ -8,25 +8,32 @@ Prompts are the MIPO authors' (github.com/nam630/mutual_information_preference_o
 59d1b5e, ``contrastive_finetune-main.zip``: ``eval_scripts/gsm.py`` and ``eval_scripts/arc.py``), sent as
 one user message through the model's chat template, decoded greedily by the library's ``hf`` backend.
 
-The answer extractor below is a local stand-in for ``axolotl_mipo.evaluation.answers.extract_answer``
-(being written at the same time), following the rules issue 23 gives it; the study must use the
-library's. Pilot items are drawn with seed 1000, apart from the study's seeds; the study should pass them
-as ``exclude`` so none is held out.
+Answers are scored by the library's ``axolotl_mipo.evaluation.answers.extract_answer`` (and gold letters by
+``choice_letter``), as the study scores them. Every scored item counts against the budget of 100 per task
+(``spent``); the script refuses a run that would exceed it. Pilot items are drawn with seed 1000, apart
+from the study's seeds; the study should pass them as ``exclude`` so none is held out.
 
-    OMP_NUM_THREADS=2 python -m experiments.reasoning.pilot --model smollm2-model --setting numeric:s1-v10 --n 100
+    OMP_NUM_THREADS=2 python -m experiments.reasoning.pilot --model smollm2-model --setting numeric:s1-v5-add --n 16
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
+import zlib
 from pathlib import Path
 
+from axolotl_mipo.evaluation.answers import choice_letter, extract_answer
 from experiments.tasks.reasoning import choice_rows, gold_number, numeric_rows
 
 PILOT_SEED = 1000
+# issue 23: at most 100 pilot items per task, all settings together; every scored item counts, a question
+# asked again under another prompt included
+BUDGET = 100
+# PILOT.md's ledger: session 1's 16 items of each task (scored before this folder's ledger existed), and
+# session 2's 8 numeric items stopped in generation (never scored, counted to be safe)
+PRIOR_SPENT = {"numeric": 24, "choice": 16}
 
 # eval_scripts/gsm.py lines 17-57 (the eight chain-of-thought exemplars) and 137-139, 156 (the prompt)
 GSM_INSTRUCTION = ("You are a helpful math assistant. Solve the following problem step-by-step and give the final "
@@ -65,10 +72,16 @@ GSM_FEWSHOT = (
 ARC_HEAD = ("You are a helpful assistant. The following is a multiple choice question with answer choices. Your "
             "response should show clear and concise reasoning, and you should end with \"The answer is: <X>\", "
             "where X is the correct letter choice.\n\n")
+# the one exemplar of ``arc_prompt(row, shots=1)``: names outside the generator's, the key in the middle
+ARC_EXAMPLE = ("Example:\nFacts: Tom has a pet cat. Zoe has a pet dog. Question: What pet does Zoe have?\n\n"
+               "{options}\n\nZoe has a pet dog, and dog is option {key}. The answer is: {key}\n\n"
+               "New question: ")
 ARC_TAIL = "\n\nYour response should end with \"The answer is: <X>\", where X is the correct letter choice."
 
 # name -> (task, generator keyword arguments); the names are what PILOT.md reports
 SETTINGS = {
+    "numeric:s1-v5-add": ("numeric", {"steps": 1, "max_value": 5, "operations": ("add",)}),
+    "numeric:s1-v10-add": ("numeric", {"steps": 1, "max_value": 10, "operations": ("add",)}),
     "numeric:s1-v10": ("numeric", {"steps": 1, "max_value": 10, "operations": ("add", "sub")}),
     "numeric:s1-v20": ("numeric", {"steps": 1, "max_value": 20, "operations": ("add", "sub")}),
     "numeric:s2-v10": ("numeric", {"steps": 2, "max_value": 10, "operations": ("add", "sub")}),
@@ -89,49 +102,61 @@ def gsm_prompt(question: str, shots: int) -> str:
     return head + "\n\nNew question: " + question
 
 
-def arc_prompt(row: dict) -> str:
-    """The authors' ARC prompt; like theirs, options are relabelled A, B, C... by position."""
-    options = "\n".join(f"{chr(ord('A') + i)}: {t}" for i, t in enumerate(row["choices"]["text"]))
-    return ARC_HEAD + row["question"] + "\n\n" + options + ARC_TAIL
+def arc_prompt(row: dict, shots: int = 0, example_key: str = "B") -> str:
+    """The authors' ARC prompt; like theirs, options are relabelled A, B, C... by position.
 
-
-_NUMBER = r"-?\d[\d,]*(?:\.\d+)?"
-
-
-def extract_answer(text: str, kind: str) -> str | None:
-    """Stand-in for ``axolotl_mipo.evaluation.answers.extract_answer`` (issue 23, item 3); replace it with that.
-
-    ``number``: the number after ``####``, else the last number; commas and ``$`` dropped, ``2.50`` == ``2.5``.
-    ``choice``: the letter A-E after "answer is" or "answer:" (either case), parentheses allowed, a lowercase
-    letter only in them; the last such mention, so an echoed instruction "The answer is: <X>" does not count.
+    ``shots=1`` (not the authors': their ARC prompt has no exemplar) puts one worked question before it,
+    because SmolLM2-135M zero-shot mostly names an option's text, which no rule can score as a letter.
+    ``example_key`` (A-C) is where the exemplar's answer stands; :func:`example_key` varies it per question,
+    so that copying the exemplar's letter scores chance, not the share of one letter among the keys.
     """
-    if kind == "number":
-        text = text.replace("$", "")
-        after = text.split("####", 1)[1] if "####" in text else None
-        found = re.findall(_NUMBER, after) if after is not None else []
-        if found:
-            num = found[0]
-        else:
-            found = re.findall(_NUMBER, text)
-            if not found:
-                return None
-            num = found[-1]
-        value = float(num.replace(",", ""))
-        return str(int(value)) if value == int(value) else repr(value)
-    if kind == "choice":
-        # a lowercase letter only in parentheses: "the answer is a dog" names no option
-        found = re.findall(r"(?i:answer(?:\s+is)?)\s*:?\s*(?:\(\s*([A-Ea-e])\s*\)|([A-E])\b)", text)
-        return "".join(found[-1]).upper() if found else None
-    raise ValueError(f"kind must be 'number' or 'choice', got {kind!r}")
+    options = "\n".join(f"{chr(ord('A') + i)}: {t}" for i, t in enumerate(row["choices"]["text"]))
+    return ARC_HEAD + (_arc_example(example_key) if shots else "") + row["question"] + "\n\n" + options + ARC_TAIL
+
+
+def _arc_example(key: str) -> str:
+    others = iter(("cat", "parrot"))
+    texts = ["dog" if letter == key else next(others) for letter in "ABC"]
+    options = "\n".join(f"{letter}: {t}" for letter, t in zip("ABC", texts))
+    return ARC_EXAMPLE.format(options=options, key=key)
+
+
+def example_key(question: str) -> str:
+    """A letter A-C fixed by the question's text (a stable hash, not Python's salted one)."""
+    return "ABC"[zlib.crc32(question.encode()) % 3]
 
 
 def gold_letter(row: dict) -> str:
     """The answer key as the letter the prompt shows (digit keys map by their position in the labels)."""
-    return chr(ord("A") + row["choices"]["label"].index(row["answerKey"]))
+    return choice_letter(row["answerKey"], row["choices"]["label"])
 
 
-def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -> tuple[dict, list[dict]]:
-    """Scores ``n`` items of one setting; items already in ``items_path`` (an interrupted run) are kept."""
+def _mode_baseline(items: list[dict]) -> dict:
+    letters = [x["pred"] for x in items if x["pred"] is not None]
+    if not letters:
+        return {"mode_letter": None, "mode_letter_share": 0.0, "always_mode_accuracy": 0.0}
+    mode = max(sorted(set(letters)), key=letters.count)
+    return {"mode_letter": mode, "mode_letter_share": letters.count(mode) / len(items),
+            "always_mode_accuracy": sum(x["gold"] == mode for x in items) / len(items)}
+
+
+def tag(name: str, shots: int, max_new_tokens: int, rotate: bool = False) -> str:
+    """The file stem of one setting's items: the setting, the exemplars (``r``: rotated key) and the token limit."""
+    return name.replace(":", "_") + f"_shots{shots}{'r' if rotate else ''}_new{max_new_tokens}"
+
+
+def spent(out: Path, task: str) -> int:
+    """Items of ``task`` already scored: the first run's (``PRIOR_SPENT``) plus every item file in ``out``."""
+    files = out.glob(task + "_*.items.jsonl")
+    return PRIOR_SPENT[task] + sum(len(f.read_text().splitlines()) for f in files)
+
+
+def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path,
+                rotate: bool = False) -> tuple[dict, list[dict]]:
+    """Scores ``n`` items of one setting; items already in ``items_path`` (an interrupted run) are kept.
+
+    ``shots``: the exemplars of the setting's prompt (GSM8K's 0-8, or 0-1 for multiple choice); ``rotate``:
+    the multiple-choice exemplar's key varies with the question (:func:`example_key`), else it is B."""
     task, knobs = SETTINGS[name]
     if task == "numeric":
         rows = numeric_rows(n, seed=PILOT_SEED, **knobs)
@@ -140,9 +165,13 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -
         kind = "number"
     else:
         rows = choice_rows(n, seed=PILOT_SEED, **knobs)
-        prompts = [arc_prompt(r) for r in rows]
+        keys = [example_key(r["question"]) if rotate else "B" for r in rows]
+        prompts = [arc_prompt(r, shots, k) for r, k in zip(rows, keys)]
         golds = [gold_letter(r) for r in rows]
         kind = "choice"
+    # the letter of each item's last option: a model that always picks it scores by position, not reading
+    keys = keys if task == "choice" and shots else [None] * len(rows)
+    lasts = [chr(ord("A") + len(r["choices"]["text"]) - 1) if task == "choice" else None for r in rows]
     done = [json.loads(line) for line in items_path.read_text().splitlines()] if items_path.exists() else []
     done_q = {x["question"] for x in done}
     todo = [i for i, r in enumerate(rows) if r["question"] not in done_q]
@@ -160,16 +189,32 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path) -
                 pred = extract_answer(res.text, kind)
                 item = {"setting": name, "question": rows[i]["question"], "gold": golds[i], "pred": pred,
                         "correct": pred == golds[i], "tokens": res.num_tokens, "wall_s": per_item,
+                        "limit_hit": res.num_tokens >= backend.max_new_tokens, "last_option": lasts[i],
+                        "example_key": keys[i],
                         "response": res.text}
                 done.append(item)
                 f.write(json.dumps(item) + "\n")
         print(f"  {name}: {len(done)}/{len(rows)} items, {per_item:.1f} s/item in this batch", flush=True)
     items = [x for x in done if x["question"] in {r["question"] for r in rows}]
-    summary = {"setting": name, "shots": shots if task == "numeric" else 0, "n": len(items),
+    summary = {"setting": name, "shots": shots, "n": len(items),
                "accuracy": sum(x["correct"] for x in items) / len(items),
                "unparseable": sum(x["pred"] is None for x in items) / len(items),
                "mean_new_tokens": sum(x["tokens"] for x in items) / len(items),
+               "limit_hit": sum(x["tokens"] >= backend.max_new_tokens for x in items) / len(items),
                "wall_s": wall, "s_per_item": wall / len(items), "example_prompt": prompts[0]}
+    if task == "choice":
+        last = {r["question"]: x for r, x in zip(rows, lasts)}
+        summary |= {
+            # share of all answers that name the last option, and what always naming it would score here
+            "last_option_share": sum(x["pred"] == last[x["question"]] for x in items) / len(items),
+            "always_last_accuracy": sum(x["gold"] == last[x["question"]] for x in items) / len(items),
+            # the letter named most often, and what always naming it would score (an exemplar's key may pull)
+            **_mode_baseline(items),
+            # what copying the exemplar's letter would score
+            "example_key_share": sum(x["pred"] is not None and x["pred"] == x.get("example_key") for x in items)
+            / len(items),
+            "always_example_key_accuracy": sum(x["gold"] == x.get("example_key") for x in items) / len(items),
+            "chance": sum(1 / len(r["choices"]["text"]) for r in rows[:len(items)]) / len(items)}
     return summary, items
 
 
@@ -179,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--setting", action="append", choices=sorted(SETTINGS), required=True)
     ap.add_argument("--n", type=int, default=100, help="items per setting (issue 23 allows at most 100)")
     ap.add_argument("--shots", type=int, default=8, help="GSM8K exemplars in the numeric prompt (the authors: 8)")
+    ap.add_argument("--choice-shots", type=int, default=0, choices=(0, 1),
+                    help="exemplars in the multiple-choice prompt (the authors: 0)")
+    ap.add_argument("--rotate-example", action="store_true",
+                    help="vary the multiple-choice exemplar's key with the question (with --choice-shots 1)")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default="runs/reasoning-pilot",
@@ -186,6 +235,19 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.n > 100:
         ap.error("the pilot is limited to 100 items per setting (issue 23)")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shots = {name: a.shots if SETTINGS[name][0] == "numeric" else a.choice_shots for name in a.setting}
+    rotate = {name: a.rotate_example and SETTINGS[name][0] == "choice" for name in a.setting}
+    paths = {name: out / (tag(name, shots[name], a.max_new_tokens, rotate[name]) + ".items.jsonl")
+             for name in a.setting}
+    for task in ("numeric", "choice"):
+        # a resumed file's items are spent already; only the new ones count
+        new = sum(a.n - (len(p.read_text().splitlines()) if p.exists() else 0)
+                  for name, p in paths.items() if SETTINGS[name][0] == task)
+        if new and spent(out, task) + new > BUDGET:
+            ap.error(f"{spent(out, task)} {task} items are spent already; {new} more would pass the pilot's "
+                     f"budget of {BUDGET} per task (issue 23)")
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -197,12 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).eval()
     backend = HFBackend(model, tok, model_id={"path": a.model}, max_new_tokens=a.max_new_tokens, do_sample=False,
                         batch_size=a.batch_size)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     for name in a.setting:
-        shots = a.shots if SETTINGS[name][0] == "numeric" else 0
-        tag = name.replace(":", "_") + f"_shots{shots}_new{a.max_new_tokens}"
-        summary, items = run_setting(backend, tok, name, a.n, a.shots, out / f"{tag}.items.jsonl")
+        summary, items = run_setting(backend, tok, name, a.n, shots[name], paths[name], a.rotate_example)
         summary |= {"max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size,
                     "threads": torch.get_num_threads()}
         with open(out / "summary.jsonl", "a") as f:

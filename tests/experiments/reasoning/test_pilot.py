@@ -1,4 +1,4 @@
-"""The reasoning pilot's prompts, its stand-in answer extractor and its resumable scoring (no model: a fake backend)."""
+"""The reasoning pilot's prompts, scoring, position-bias baseline, budget and resuming (no model: a fake backend)."""
 
 import json
 
@@ -11,20 +11,10 @@ from experiments.tasks.reasoning import choice_rows, gold_number, numeric_rows
 pytestmark = pytest.mark.fast
 
 
-@pytest.mark.parametrize("text, kind, want", [
-    ("3 + 4 = 7.\n#### 7", "number", "7"),
-    ("#### 12 apples, not 3", "number", "12"),
-    ("She has 1,200 coins left.", "number", "1200"),
-    ("The total is $2.50.", "number", "2.5"),
-    ("It drops to -3", "number", "-3"),
-    ("no digits here", "number", None),
-    ('End with "The answer is: <X>". Cats purr. The answer is: (b)', "choice", "B"),
-    ("answer: C", "choice", "C"),
-    ("The answer is a dog.", "choice", None),
-    ("The answer is E", "choice", "E"),
-])
-def test_the_stand_in_extractor(text, kind, want):
-    assert pilot.extract_answer(text, kind) == want
+def test_the_pilot_scores_with_the_library_extractor():
+    # the study scores with axolotl_mipo.evaluation.answers; a local copy could drift from it
+    from axolotl_mipo.evaluation import answers
+    assert pilot.extract_answer is answers.extract_answer and pilot.choice_letter is answers.choice_letter
 
 
 def test_prompts_are_the_authors():
@@ -43,6 +33,7 @@ class _Fake:
     """Answers a numeric question right when its gold answer is even, and counts the prompts it is sent."""
 
     batch_size = 3
+    max_new_tokens = 5
 
     def __init__(self, golds):
         self.golds, self.sent = golds, 0
@@ -52,7 +43,7 @@ class _Fake:
         out = []
         for p in prompts:
             gold = next(g for q, g in self.golds.items() if q in p)
-            out.append(GenerationResult(f"#### {gold}" if gold % 2 == 0 else "I do not know.", 5))
+            out.append(GenerationResult(f"#### {gold}" if gold % 2 == 0 else "I do not know.", 5 if gold % 2 else 3))
         return out
 
 
@@ -70,6 +61,7 @@ def test_run_setting_scores_and_resumes(tmp_path):
     want = sum(g % 2 == 0 for g in golds.values()) / 10
     assert summary["n"] == 10 and summary["accuracy"] == want
     assert summary["unparseable"] == pytest.approx(1 - want)  # "I do not know." has no number
+    assert summary["limit_hit"] == pytest.approx(1 - want)  # the wrong answers used all 5 tokens
     assert first.sent == 10
     # an interrupted run: drop the last four items; the rerun generates only those
     kept = path.read_text().splitlines()[:6]
@@ -78,3 +70,66 @@ def test_run_setting_scores_and_resumes(tmp_path):
     summary2, items2 = pilot.run_setting(again, _Tok(), "numeric:s1-v10", 10, 0, path)
     assert again.sent == 4 and summary2["accuracy"] == want and len(items2) == 10
     assert len([json.loads(x) for x in path.read_text().splitlines()]) == 10
+
+
+class _AlwaysLast:
+    """Names the last option of every question, as SmolLM2 did in the first pilot run."""
+
+    batch_size = 4
+    max_new_tokens = 8
+
+    def generate_batch(self, prompts):
+        out = []
+        for p in prompts:
+            last = [line for line in p.split("\n") if line[:2] in ("A:", "B:", "C:", "D:", "E:")][-1][0]
+            out.append(GenerationResult(f"The answer is: {last}", 6))
+        return out
+
+
+def test_the_position_bias_baseline(tmp_path):
+    rows = choice_rows(12, seed=pilot.PILOT_SEED, **pilot.SETTINGS["choice:f2-c3-h1"][1])
+    summary, items = pilot.run_setting(_AlwaysLast(), _Tok(), "choice:f2-c3-h1", 12, 0, tmp_path / "c.jsonl")
+    assert summary["last_option_share"] == 1.0
+    # a model that always names the last option scores exactly the always-last baseline, nothing above it
+    assert summary["accuracy"] == summary["always_last_accuracy"] == sum(
+        r["answerKey"] == "C" for r in rows) / 12
+    assert summary["chance"] == pytest.approx(1 / 3) and summary["unparseable"] == 0
+    assert all(x["last_option"] == "C" for x in items)
+
+
+def test_the_budget_counts_every_scored_item(tmp_path):
+    assert pilot.spent(tmp_path, "choice") == pilot.PRIOR_SPENT["choice"]
+    (tmp_path / "choice_f2-c3-h1_shots0_new48.items.jsonl").write_text("{}\n" * 30)
+    (tmp_path / "numeric_s1-v10_shots8_new128.items.jsonl").write_text("{}\n" * 7)
+    assert pilot.spent(tmp_path, "choice") == pilot.PRIOR_SPENT["choice"] + 30
+    assert pilot.spent(tmp_path, "numeric") == pilot.PRIOR_SPENT["numeric"] + 7
+    # a run that would pass 100 choice items is refused before any model is loaded
+    with pytest.raises(SystemExit):
+        pilot.main(["--setting", "choice:f3-c4-h1", "--n", str(100 - pilot.spent(tmp_path, "choice") + 1),
+                    "--max-new-tokens", "48", "--out", str(tmp_path), "--model", str(tmp_path / "no-model")])
+
+
+def test_the_one_shot_choice_prompt_and_the_mode_baseline():
+    row = choice_rows(1, seed=0)[0]
+    one = pilot.arc_prompt(row, shots=1)
+    assert one == pilot.ARC_HEAD + pilot._arc_example("B") + row["question"] + pilot.arc_prompt(row).split(
+        row["question"], 1)[1]
+    # the exemplar's names are not the generator's, so it never states a fact of a generated question
+    assert "Tom" not in row["question"] and "Zoe" not in row["question"]
+    items = [{"pred": "B", "gold": "B"}, {"pred": "B", "gold": "A"}, {"pred": None, "gold": "B"},
+             {"pred": "C", "gold": "C"}]
+    assert pilot._mode_baseline(items) == {"mode_letter": "B", "mode_letter_share": 0.5,
+                                           "always_mode_accuracy": 0.5}
+
+
+def test_the_rotated_exemplar_key():
+    rows = choice_rows(30, seed=pilot.PILOT_SEED, facts=2, choices=3)
+    keys = [pilot.example_key(r["question"]) for r in rows]
+    assert set(keys) == {"A", "B", "C"} and keys == [pilot.example_key(r["question"]) for r in rows]
+    for key in "ABC":
+        p = pilot.arc_prompt(rows[0], 1, key)
+        # the exemplar's answer (dog) stands at the key, and its last line names that key
+        assert f"\n{key}: dog\n" in p and f"The answer is: {key}\n\nNew question: " in p
+    assert pilot.arc_prompt(rows[0], 1) == pilot.ARC_HEAD + pilot.ARC_EXAMPLE.format(
+        options="A: cat\nB: dog\nC: parrot", key="B") + pilot.arc_prompt(rows[0]).removeprefix(pilot.ARC_HEAD)
+    assert pilot.tag("choice:f2-c3-h1", 1, 48, True) == "choice_f2-c3-h1_shots1r_new48"
