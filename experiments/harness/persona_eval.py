@@ -13,6 +13,20 @@ import dataclasses
 PREFS = ("language", "format", "max_words", "topic", "register", "all")
 
 
+def persona_seed_rows(d, personas: dict, seed: int):
+    """One seed's persona task (``personas``: the plan's ``train_users``, ``heldout_users``, ``queries_per_user``),
+    whole users held out, validated and written to ``d/train.jsonl`` and ``d/heldout.jsonl``; ``(train, heldout)``."""
+    from experiments.tasks import personas as Pe
+
+    rows = Pe.make_personas(personas["train_users"] + personas["heldout_users"], personas["queries_per_user"], seed)
+    train, heldout = Pe.split_by_user(rows, personas["heldout_users"], seed)
+    Pe.validate_rows(train, "train")
+    Pe.validate_rows(heldout, "heldout")
+    Pe.write_jsonl(train, d / "train.jsonl")
+    Pe.write_jsonl(heldout, d / "heldout.jsonl")
+    return train, heldout
+
+
 def persona_examples(rows):
     """The held-out rows as :class:`~axolotl_mipo.data.example.Example` (one user turn, the persona as context)."""
     from axolotl_mipo.data.example import Example

@@ -49,7 +49,13 @@ from experiments.harness import (
     stage,
     train_arm,
 )
-from experiments.harness.persona_eval import evaluate_personas, pair_accuracy, persona_base_stage, persona_examples
+from experiments.harness.persona_eval import (
+    evaluate_personas,
+    pair_accuracy,
+    persona_base_stage,
+    persona_examples,
+    persona_seed_rows,
+)
 from experiments.losses_rounds import decide
 
 HERE = Path(__file__).resolve().parent
@@ -171,25 +177,12 @@ def evaluate_arm(trained: dict, heldout, plan, seed, tok, base_res) -> dict:
     return out
 
 
-def seed_rows(d: Path, plan, seed):
-    from experiments.tasks import personas as Pe
-
-    p = plan["personas"]
-    rows = Pe.make_personas(p["train_users"] + p["heldout_users"], p["queries_per_user"], seed)
-    train, heldout = Pe.split_by_user(rows, p["heldout_users"], seed)
-    Pe.validate_rows(train, "train")
-    Pe.validate_rows(heldout, "heldout")
-    Pe.write_jsonl(train, d / "train.jsonl")
-    Pe.write_jsonl(heldout, d / "heldout.jsonl")
-    return train, heldout
-
-
 def run_seed(out: Path, base: Path, plan: dict, seed: int, threads: int) -> dict:
     from transformers import AutoTokenizer
 
     d = out / f"seed{seed}"
     d.mkdir(parents=True, exist_ok=True)
-    train, heldout = seed_rows(d, plan, seed)
+    train, heldout = persona_seed_rows(d, plan["personas"], seed)
     tok = AutoTokenizer.from_pretrained(base)
     log(f"seed {seed}: {len(train)} training rows, {len(heldout)} held-out rows; base evaluation")
     base_res = stage(d / "base.json", lambda: persona_base_stage(base, heldout, plan["evaluation"], seed, tok))

@@ -90,17 +90,11 @@ def arm_stage(d: Path, base: Path, train_path: Path, heldout, plan, arm, seed, t
 def run_seed(out: Path, base: Path, plan: dict, seed: int, threads: int) -> dict:
     from transformers import AutoTokenizer
 
-    from experiments.tasks import personas as Pe
+    from experiments.harness.persona_eval import persona_seed_rows
 
     d = out / f"seed{seed}"
     d.mkdir(parents=True, exist_ok=True)
-    p = plan["personas"]
-    rows = Pe.make_personas(p["train_users"] + p["heldout_users"], p["queries_per_user"], seed)
-    train, heldout = Pe.split_by_user(rows, p["heldout_users"], seed)
-    Pe.validate_rows(train, "train")
-    Pe.validate_rows(heldout, "heldout")
-    Pe.write_jsonl(train, d / "train.jsonl")
-    Pe.write_jsonl(heldout, d / "heldout.jsonl")
+    train, heldout = persona_seed_rows(d, plan["personas"], seed)
     tok = AutoTokenizer.from_pretrained(base)
     log(f"seed {seed}: {len(train)} training rows, {len(heldout)} held-out rows; base evaluation")
     base_res = stage(d / "base.json", lambda: base_stage(d, base, heldout, plan, seed, tok))
