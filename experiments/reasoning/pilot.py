@@ -26,8 +26,13 @@ from pathlib import Path
 
 from axolotl_mipo.evaluation.answers import choice_letter, extract_answer
 from experiments.tasks.reasoning import choice_rows, gold_number, numeric_rows
+from experiments.tasks.reasoning import exemplar_rows as _exemplar_rows
 
 PILOT_SEED = 1000
+# ``--library-shots``: the exemplars are the generator's own rows drawn with this seed (apart from the pilot's
+# and the study's), written to a file and rendered by the library's preset through ``few_shot_path``, as
+# the study would render them
+EXEMPLAR_SEED = 2000
 # issue 23: at most 100 pilot items per task, all settings together; every scored item counts, a question
 # asked again under another prompt included
 BUDGET = 100
@@ -91,6 +96,8 @@ SETTINGS = {
     "choice:f5-c4-h1": ("choice", {"facts": 5, "choices": 4, "hops": 1}),
     "choice:f3-c4-h2": ("choice", {"facts": 3, "choices": 4, "hops": 2}),
     "choice:f2-c3-h1": ("choice", {"facts": 2, "choices": 3, "hops": 1}),
+    # the same questions as choice:f2-c3-h1, one fact per line (added in session 3)
+    "choice:f2-c3-h1-lines": ("choice", {"facts": 2, "choices": 3, "hops": 1, "layout": "lines"}),
 }
 
 
@@ -140,7 +147,32 @@ def _mode_baseline(items: list[dict]) -> dict:
             "always_mode_accuracy": sum(x["gold"] == mode for x in items) / len(items)}
 
 
-def tag(name: str, shots: int, max_new_tokens: int, rotate: bool = False) -> str:
+def exemplar_rows(name: str, k: int, exclude: list[str]) -> list[dict]:
+    """``k`` exemplars of setting ``name`` drawn with :data:`EXEMPLAR_SEED` (:func:`tasks.reasoning.exemplar_rows`)."""
+    task, knobs = SETTINGS[name]
+    return _exemplar_rows(task, k, seed=EXEMPLAR_SEED, exclude=exclude, **knobs)
+
+
+def library_prompts(name: str, rows: list[dict], k: int, out: Path,
+                    template: str | None = None) -> tuple[list[str], Path]:
+    """The prompts of ``rows`` as the library's ``gsm8k``/``arc`` preset renders them, with ``k`` exemplars in a
+    ``few_shot_path`` file written under ``out`` (kept, so the plan can name the exact exemplars), and the
+    preset's ``prompt_template`` option when ``template`` is given (else the authors' instruction)."""
+    from types import SimpleNamespace
+
+    from axolotl_mipo.data.presets.reasoning import PRESETS
+
+    task = SETTINGS[name][0]
+    preset = {p.name: p for p in PRESETS}["gsm8k" if task == "numeric" else "arc"]
+    shots = out / f"exemplars_{name.replace(':', '_')}_{k}.jsonl"
+    if not shots.exists():
+        shots.write_text("".join(json.dumps(r) + "\n" for r in exemplar_rows(name, k, [r["question"] for r in rows])))
+    split = preset.bind(SimpleNamespace(prompt_template=template, few_shot_path=str(shots), path=f"pilot:{name}"))
+    cfg = SimpleNamespace(few_shot_path=str(shots))
+    return [split(r, cfg, i, f"pilot:{name}").messages[0][1] for i, r in enumerate(rows)], shots
+
+
+def tag(name: str, shots: int | str, max_new_tokens: int, rotate: bool = False) -> str:
     """The file stem of one setting's items: the setting, the exemplars (``r``: rotated key) and the token limit."""
     return name.replace(":", "_") + f"_shots{shots}{'r' if rotate else ''}_new{max_new_tokens}"
 
@@ -152,25 +184,29 @@ def spent(out: Path, task: str) -> int:
 
 
 def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path,
-                rotate: bool = False) -> tuple[dict, list[dict]]:
+                rotate: bool = False, library_shots: int = 0,
+                template: str | None = None) -> tuple[dict, list[dict]]:
     """Scores ``n`` items of one setting; items already in ``items_path`` (an interrupted run) are kept.
 
     ``shots``: the exemplars of the setting's prompt (GSM8K's 0-8, or 0-1 for multiple choice); ``rotate``:
-    the multiple-choice exemplar's key varies with the question (:func:`example_key`), else it is B."""
+    the multiple-choice exemplar's key varies with the question (:func:`example_key`), else it is B.
+    ``library_shots``: instead, the prompt is the library preset's with that many of the generator's own
+    exemplars (:func:`library_prompts`); ``shots`` and ``rotate`` are then unused."""
     task, knobs = SETTINGS[name]
-    if task == "numeric":
-        rows = numeric_rows(n, seed=PILOT_SEED, **knobs)
+    rows = (numeric_rows if task == "numeric" else choice_rows)(n, seed=PILOT_SEED, **knobs)
+    keys = [None] * len(rows)
+    shots_file = None
+    if library_shots:
+        prompts, shots_file = library_prompts(name, rows, library_shots, items_path.parent, template)
+    elif task == "numeric":
         prompts = [gsm_prompt(r["question"], shots) for r in rows]
-        golds = [str(gold_number(r)) for r in rows]
-        kind = "number"
     else:
-        rows = choice_rows(n, seed=PILOT_SEED, **knobs)
         keys = [example_key(r["question"]) if rotate else "B" for r in rows]
         prompts = [arc_prompt(r, shots, k) for r, k in zip(rows, keys)]
-        golds = [gold_letter(r) for r in rows]
-        kind = "choice"
+        keys = keys if shots else [None] * len(rows)
+    golds = [str(gold_number(r)) if task == "numeric" else gold_letter(r) for r in rows]
+    kind = "number" if task == "numeric" else "choice"
     # the letter of each item's last option: a model that always picks it scores by position, not reading
-    keys = keys if task == "choice" and shots else [None] * len(rows)
     lasts = [chr(ord("A") + len(r["choices"]["text"]) - 1) if task == "choice" else None for r in rows]
     done = [json.loads(line) for line in items_path.read_text().splitlines()] if items_path.exists() else []
     done_q = {x["question"] for x in done}
@@ -196,7 +232,8 @@ def run_setting(backend, tok, name: str, n: int, shots: int, items_path: Path,
                 f.write(json.dumps(item) + "\n")
         print(f"  {name}: {len(done)}/{len(rows)} items, {per_item:.1f} s/item in this batch", flush=True)
     items = [x for x in done if x["question"] in {r["question"] for r in rows}]
-    summary = {"setting": name, "shots": shots, "n": len(items),
+    summary = {"setting": name, "shots": f"library {library_shots}" if library_shots else shots, "n": len(items),
+               "few_shot_path": str(shots_file) if shots_file else None, "prompt_template": template,
                "accuracy": sum(x["correct"] for x in items) / len(items),
                "unparseable": sum(x["pred"] is None for x in items) / len(items),
                "mean_new_tokens": sum(x["tokens"] for x in items) / len(items),
@@ -228,17 +265,29 @@ def main(argv: list[str] | None = None) -> int:
                     help="exemplars in the multiple-choice prompt (the authors: 0)")
     ap.add_argument("--rotate-example", action="store_true",
                     help="vary the multiple-choice exemplar's key with the question (with --choice-shots 1)")
+    ap.add_argument("--library-shots", type=int, default=0,
+                    help="render prompts with the library's gsm8k/arc preset and this many of the generator's own "
+                         "exemplars (seed 2000) as few_shot_path, instead of --shots/--choice-shots")
+    ap.add_argument("--prompt-template", default=None,
+                    help="with --library-shots: the preset's prompt_template (default: the authors' instruction); "
+                         "its items are filed under a tag with the template's hash")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default="runs/reasoning-pilot",
                     help="folder for per-item and summary JSONL; a rerun with the same folder resumes")
     a = ap.parse_args(argv)
+    if a.prompt_template and not a.library_shots:
+        ap.error("--prompt-template is the library preset's option: use it with --library-shots")
     if a.n > 100:
         ap.error("the pilot is limited to 100 items per setting (issue 23)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     shots = {name: a.shots if SETTINGS[name][0] == "numeric" else a.choice_shots for name in a.setting}
     rotate = {name: a.rotate_example and SETTINGS[name][0] == "choice" for name in a.setting}
+    if a.library_shots:
+        th = f"t{zlib.crc32(a.prompt_template.encode()) % 10000:04d}" if a.prompt_template else ""
+        shots = {name: f"lib{a.library_shots}{th}" for name in a.setting}
+        rotate = dict.fromkeys(a.setting, False)
     paths = {name: out / (tag(name, shots[name], a.max_new_tokens, rotate[name]) + ".items.jsonl")
              for name in a.setting}
     for task in ("numeric", "choice"):
@@ -260,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     backend = HFBackend(model, tok, model_id={"path": a.model}, max_new_tokens=a.max_new_tokens, do_sample=False,
                         batch_size=a.batch_size)
     for name in a.setting:
-        summary, items = run_setting(backend, tok, name, a.n, shots[name], paths[name], a.rotate_example)
+        summary, items = run_setting(backend, tok, name, a.n, shots[name], paths[name], rotate[name],
+                                     a.library_shots, a.prompt_template)
         summary |= {"max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size,
                     "threads": torch.get_num_threads()}
         with open(out / "summary.jsonl", "a") as f:

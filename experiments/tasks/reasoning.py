@@ -14,7 +14,9 @@ knobs, as rows of the public datasets' shapes, so the study reads them through t
 * :func:`choice_rows` — questions over a small table of facts stated in the question, as ARC rows:
   ``question``, ``choices`` (``{"text": [...], "label": [...]}``) and ``answerKey``. Knobs: ``facts``
   (rows in the table), ``choices`` (options, 2-5), ``hops`` (1: look one fact up; 2: chain a
-  person's club to the day it meets) and ``labels`` (``letter``, or ``digit`` as some ARC rows are keyed).
+  person's club to the day it meets), ``labels`` (``letter``, or ``digit`` as some ARC rows are keyed) and
+  ``layout`` (``inline``: the facts in one paragraph; ``lines``: one fact per line, the question on its own
+  line). The layout changes only the text: the same seed and knobs give the same facts, options and key.
   No world knowledge is needed: the answer is always in the question's own table.
 
 Both take ``exclude`` (questions never to emit), so a held-out set can be drawn disjoint from a training
@@ -132,7 +134,7 @@ _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Su
 _MAX_FACTS = 7  # the smallest value list (days) bounds the table
 
 
-def _choice_one(rng: random.Random, facts: int, choices: int, hops: int, labels: str) -> dict:
+def _choice_one(rng: random.Random, facts: int, choices: int, hops: int, labels: str, layout: str) -> dict:
     people = [p[0] for p in rng.sample(_NAMES, facts)]
     target = rng.randrange(facts)
     if hops == 1:
@@ -153,12 +155,16 @@ def _choice_one(rng: random.Random, facts: int, choices: int, hops: int, labels:
     options = [gold] + rng.sample(others[: max(choices - 1, facts - 1)], choices - 1)
     rng.shuffle(options)
     names = [chr(ord("A") + i) for i in range(choices)] if labels == "letter" else [str(i + 1) for i in range(choices)]
-    return {"question": "Facts: " + " ".join(lines) + " Question: " + question,
+    if layout == "lines":
+        text = "Facts:\n" + "\n".join("- " + line for line in lines) + "\nQuestion: " + question
+    else:
+        text = "Facts: " + " ".join(lines) + " Question: " + question
+    return {"question": text,
             "choices": {"text": options, "label": names}, "answerKey": names[options.index(gold)]}
 
 
 def choice_rows(n: int, *, seed: int, facts: int = 3, choices: int = 4, hops: int = 1, labels: str = "letter",
-                exclude: Collection[str] = ()) -> list[dict]:
+                layout: str = "inline", exclude: Collection[str] = ()) -> list[dict]:
     """``n`` distinct ARC-shaped multiple-choice questions over a table of ``facts`` stated in the question."""
     if not 2 <= facts <= _MAX_FACTS:
         raise ValueError(f"facts must be between 2 and {_MAX_FACTS}, got {facts}")
@@ -168,8 +174,11 @@ def choice_rows(n: int, *, seed: int, facts: int = 3, choices: int = 4, hops: in
         raise ValueError(f"hops must be 1 or 2, got {hops}")
     if labels not in ("letter", "digit"):
         raise ValueError(f"labels must be 'letter' or 'digit', got {labels!r}")
+    if layout not in ("inline", "lines"):
+        raise ValueError(f"layout must be 'inline' or 'lines', got {layout!r}")
+    # the layout is not in the seed: both layouts of one seed ask the same questions (paired)
     rng = random.Random(f"choice/{seed}/{facts}/{choices}/{hops}/{labels}")
-    return _distinct(n, exclude, lambda: _choice_one(rng, facts, choices, hops, labels), "choice_rows")
+    return _distinct(n, exclude, lambda: _choice_one(rng, facts, choices, hops, labels, layout), "choice_rows")
 
 
 def _distinct(n: int, exclude: Collection[str], make, what: str) -> list[dict]:
@@ -185,6 +194,24 @@ def _distinct(n: int, exclude: Collection[str], make, what: str) -> list[dict]:
             seen.add(row["question"])
             rows.append(row)
     return rows
+
+
+def exemplar_rows(task: str, k: int, *, seed: int, exclude: Collection[str] = (), **knobs) -> list[dict]:
+    """``k`` few-shot exemplars of ``task`` (``numeric`` or ``choice``) with the generator's ``knobs``, for a
+    preset's ``few_shot_path``: none is a question in ``exclude``. Multiple-choice exemplars are keyed A, B,
+    C... in that order, so no one letter is the exemplars' answer (a small model copies an exemplar's key)."""
+    if task == "numeric":
+        return numeric_rows(k, seed=seed, exclude=exclude, **knobs)
+    if task != "choice":
+        raise ValueError(f"task must be 'numeric' or 'choice', got {task!r}")
+    pool = choice_rows(50 * k, seed=seed, exclude=exclude, **knobs)
+    labels = pool[0]["choices"]["label"]
+    if k > len(labels):
+        raise ValueError(f"k={k} exemplars keyed apart need at least {k} options; the rows have {len(labels)}")
+    picked = []
+    for label in labels[:k]:
+        picked.append(next(r for r in pool if r["answerKey"] == label))
+    return picked
 
 
 def gold_number(row: dict) -> int:
@@ -211,12 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--choices", type=int, default=4)
     ap.add_argument("--hops", type=int, default=1)
     ap.add_argument("--labels", default="letter")
+    ap.add_argument("--layout", default="inline", choices=("inline", "lines"))
     a = ap.parse_args(argv)
     if a.task == "numeric":
         rows = numeric_rows(a.n, seed=a.seed, steps=a.steps, max_value=a.max_value,
                             operations=a.operations.split(","))
     else:
-        rows = choice_rows(a.n, seed=a.seed, facts=a.facts, choices=a.choices, hops=a.hops, labels=a.labels)
+        rows = choice_rows(a.n, seed=a.seed, facts=a.facts, choices=a.choices, hops=a.hops, labels=a.labels,
+                           layout=a.layout)
     write_jsonl(rows, a.out)
     print(f"wrote {len(rows)} {a.task} rows to {a.out}")
     return 0

@@ -133,3 +133,21 @@ def test_the_rotated_exemplar_key():
     assert pilot.arc_prompt(rows[0], 1) == pilot.ARC_HEAD + pilot.ARC_EXAMPLE.format(
         options="A: cat\nB: dog\nC: parrot", key="B") + pilot.arc_prompt(rows[0]).removeprefix(pilot.ARC_HEAD)
     assert pilot.tag("choice:f2-c3-h1", 1, 48, True) == "choice_f2-c3-h1_shots1r_new48"
+
+
+def test_library_prompts_are_the_presets_with_the_generators_own_exemplars(tmp_path):
+    from experiments.tasks.reasoning import exemplar_rows
+
+    rows = choice_rows(4, seed=pilot.PILOT_SEED, **pilot.SETTINGS["choice:f2-c3-h1-lines"][1])
+    prompts, shots = pilot.library_prompts("choice:f2-c3-h1-lines", rows, 3, tmp_path)
+    ex = [json.loads(x) for x in shots.read_text().splitlines()]
+    assert [r["answerKey"] for r in ex] == ["A", "B", "C"]  # no one letter is the exemplars' answer
+    assert not {r["question"] for r in ex} & {r["question"] for r in rows}
+    assert ex == exemplar_rows("choice", 3, seed=pilot.EXEMPLAR_SEED, exclude=[r["question"] for r in rows],
+                               **pilot.SETTINGS["choice:f2-c3-h1-lines"][1])
+    p = prompts[0]
+    assert p.count("Example ") == 3 and p.endswith(pilot.ARC_TAIL.strip()) and rows[0]["question"] in p
+    assert "Facts:\n- " in p and "The answer is: C\n\n" + rows[0]["question"] in p
+    nums = numeric_rows(2, seed=pilot.PILOT_SEED, **pilot.SETTINGS["numeric:s1-v5-add"][1])
+    prompts, _ = pilot.library_prompts("numeric:s1-v5-add", nums, 3, tmp_path, template="Q {examples}N: {question}")
+    assert prompts[0].startswith("Q Example 1:\nQuestion: ") and prompts[0].endswith("N: " + nums[0]["question"])

@@ -135,6 +135,18 @@ def test_choice_difficulty_knobs_change_the_table():
     assert all(len(_facts(r["question"])) == 6 for r in choice_rows(30, seed=0, facts=3, hops=2))
 
 
+def test_the_lines_layout_asks_the_same_questions_one_fact_per_line():
+    inline = choice_rows(40, seed=3, facts=3, choices=4)
+    lines = choice_rows(40, seed=3, facts=3, choices=4, layout="lines")
+    for a, b in zip(inline, lines, strict=True):
+        assert (a["choices"], a["answerKey"]) == (b["choices"], b["answerKey"])
+        head, question = b["question"].split("\nQuestion: ")
+        facts = head.split("\n")
+        assert facts[0] == "Facts:" and len(facts) == 4 and all(f.startswith("- ") for f in facts[1:])
+        # the same facts in the same order, and the same question
+        assert a["question"] == "Facts: " + " ".join(f[2:] for f in facts[1:]) + " Question: " + question
+
+
 @pytest.mark.parametrize("call, field", [
     (lambda: numeric_rows(5, seed=0, steps=0), "steps"),
     (lambda: numeric_rows(5, seed=0, max_value=2), "max_value"),
@@ -143,6 +155,7 @@ def test_choice_difficulty_knobs_change_the_table():
     (lambda: choice_rows(5, seed=0, choices=6), "choices"),
     (lambda: choice_rows(5, seed=0, hops=3), "hops"),
     (lambda: choice_rows(5, seed=0, labels="roman"), "labels"),
+    (lambda: choice_rows(5, seed=0, layout="table"), "layout"),
 ])
 def test_bad_knobs_are_refused_by_name(call, field):
     with pytest.raises(ValueError, match=field):
