@@ -80,3 +80,26 @@ def test_report_families_letters_and_an_untrained_arm():
     assert doc["costs"]["partial_prompt|numeric"]["cpu_s_per_step"] == pytest.approx(9.0)
     md = D.markdown(doc, plan)
     assert "SMOKE" in md and "untrained in seeds [20, 21]" in md and "| numeric | base | 0.500 | 0.000 |" in md
+
+
+def test_an_arm_whose_pairs_are_all_dropped_is_recorded_untrained_and_other_failures_raise(monkeypatch, tmp_path):
+    from axolotl_mipo.pipeline import builder
+
+    plan = R.load_plan(PLAN, smoke=True)
+    arm = plan["arms"][0]
+    src = Path(builder.__file__).read_text()
+    assert R.NO_PAIRS in src  # the message the runner recognises is the pipeline's own
+
+    def fail(msg):
+        def train_arm(*a, **k):
+            raise RuntimeError(f"axolotl train failed (1); see log:\n... MIPODataError: {msg}")
+        return train_arm
+
+    args = (tmp_path / "arm", plan, arm, "choice", 20, tmp_path, tmp_path / "t.jsonl", tmp_path / "s.jsonl",
+            tmp_path / "cache", 1)
+    monkeypatch.setattr(R, "train_arm", fail("no usable pairs: 8 planned, 0 had an empty response and 8 identical"))
+    t = R.train_task_arm(*args)
+    assert t["trained"] is False and t["adapter"] is None and "identical" in t["reason"]
+    monkeypatch.setattr(R, "train_arm", fail("CUDA out of memory"))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        R.train_task_arm(*args)
