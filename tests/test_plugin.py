@@ -103,7 +103,8 @@ def test_missing_block_is_refused(load):
 @pytest.mark.parametrize(
     "overrides, needle",
     [
-        ({"mipo": {"strategy": "mismatched_prompt"}}, "needs format: prompt"),
+        ({"mipo": {"strategy": "mismatched_prompt"}}, "needs format: prompt or a preset without a user context "
+                                                       r"\(arc, gsm8k, mmlu, svamp\)"),
         ({"mipo": {"datasets": [{"path": "x", "format": "prompt"}]}}, "needs a user context"),
         ({"mipo": {"rmipo_gamma_min": 2.0}}, "rmipo_gamma_min"),
         ({"mipo": {"perce_clip_min": 9.0}}, "perce_clip_min"),

@@ -218,6 +218,12 @@ def _declared(spec: str | Sequence[Any], kwargs: Mapping[str, Any] | None) -> It
             yield name.strip(), cls
 
 
+def _contextless() -> str:
+    from axolotl_mipo.data.presets import PRESETS
+
+    return ", ".join(sorted(name for name, preset in PRESETS.items() if not preset.context))
+
+
 def check_dataset_formats(spec: str | Sequence[Any], kwargs: Mapping[str, Any] | None, formats: Sequence[str],
                           has_context: Sequence[bool]) -> None:
     """Refuse, naming ``mipo.strategy`` and ``mipo.datasets[i].format``, a strategy whose declaration the rows of
@@ -239,7 +245,8 @@ def check_dataset_formats(spec: str | Sequence[Any], kwargs: Mapping[str, Any] |
             if bad:
                 raise MIPOConfigError(
                     f"mipo.strategy {name} is the reasoning variant (prompt_only: it pairs prompts without their "
-                    f"user context) and needs format: prompt; mipo.datasets[{bad[0]}].format is {formats[bad[0]]!r}"
+                    f"user context) and needs format: prompt or a preset without a user context ({_contextless()}); "
+                    f"mipo.datasets[{bad[0]}].format is {formats[bad[0]]!r}, whose rows carry a user context"
                 )
         elif cls.needs_user_context():
             bad = [i for i, c in enumerate(has_context) if not c]

@@ -75,9 +75,9 @@ import numpy as np
 from axolotl_mipo.data.example import Example
 from axolotl_mipo.errors import MIPOStrategyError
 from axolotl_mipo.pairing.base import GenRequest, Pair, PairingStrategy
+from axolotl_mipo.pairing.columns import no_gc, require_responses, row_contexts, row_indices
 from axolotl_mipo.pairing.derangement import seeded_rng
 from axolotl_mipo.pairing.registry import register_strategy
-from axolotl_mipo.pairing.strategies import _contexts, _no_gc, _require, _row_indices
 
 __all__ = [
     "MiniLMEmbedder",
@@ -428,7 +428,7 @@ class NearestContext(PairingStrategy):
         return idx, sims
 
     def _plan(self, examples: Sequence[Example], seed: int):
-        contexts = _contexts(self, examples)
+        contexts = row_contexts(self, examples)
         first: dict[str, int] = {}
         ctx_ids = np.fromiter((first.setdefault(c, len(first)) for c in contexts), dtype=np.int64,
                               count=len(contexts))
@@ -449,7 +449,7 @@ class NearestContext(PairingStrategy):
         own = list(map(canon.__getitem__, ctx_ids.tolist()))
         other = list(map(canon.__getitem__, partner_ctx.tolist()))
         rows = range(len(examples))
-        with _no_gc():
+        with no_gc():
             chosen = list(map(GenRequest, rows, own))
             rejected = list(map(GenRequest, rows, other))
         return own, first_row[partner_ctx], similarity, chosen, rejected
@@ -466,12 +466,12 @@ class NearestContext(PairingStrategy):
 
     def pair(self, examples: Sequence[Example], responses: Mapping[GenRequest, str], seed: int) -> list[Pair]:
         own, partner, similarity, chosen, rejected = self._plan(examples, seed)
-        _require(self, examples, responses, chosen)
-        _require(self, examples, responses, rejected)
-        partner_index = _row_indices(examples)[partner].tolist()
+        require_responses(self, examples, responses, chosen)
+        require_responses(self, examples, responses, rejected)
+        partner_index = row_indices(examples)[partner].tolist()
         sims = np.round(similarity.astype(np.float64), 6).tolist()
         emb = self.embedder_name
-        with _no_gc():
+        with no_gc():
             meta: list[dict[str, Any]] = [
                 {"partner_row": j, "partner_index": k, "similarity": s, "embedder": emb}
                 for j, k, s in zip(partner.tolist(), partner_index, sims)

@@ -18,86 +18,27 @@ strategy               chosen                          rejected                 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from itertools import repeat
-from operator import attrgetter
 
 import numpy as np
 
 from axolotl_mipo.data.example import Example
-from axolotl_mipo.errors import MIPODataError, MIPOStrategyError
+from axolotl_mipo.errors import MIPOStrategyError
 from axolotl_mipo.pairing.base import GenRequest, Pair, PairingStrategy
+from axolotl_mipo.pairing.columns import (
+    no_gc,
+    preview,
+    prompt_keys,
+    require_responses,
+    row_contexts,
+    row_indices,
+    where,
+)
 from axolotl_mipo.pairing.derangement import constrained_derangement, dominant_key, factorize, seeded_rng
 from axolotl_mipo.pairing.registry import register_strategy
 
 __all__ = ["DropContext", "MismatchedPrompt", "SwapContext"]
-
-# Performance notes (1M rows must plan and pair in well under 10 s): per-row
-# work is done column-wise (lists built by C-level map/attrgetter, numpy for
-# partner gathers), because random access to a million scattered Example
-# objects costs a cache miss per row; and the cyclic GC is paused while the
-# millions of small request and pair objects are built (see _no_gc).
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    # Building millions of small acyclic objects makes the cyclic collector
-    # rescan the growing heap over and over (about half the time on 1M rows);
-    # none of these objects can form a cycle, so nothing is left uncollected.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _prompt_ids(examples: Sequence[Example]) -> np.ndarray:
-    # equal messages <=> equal Example.query_key; hashing the tuples skips building a string per row
-    return factorize(map(attrgetter("messages"), examples))
-
-
-def _row_indices(examples: Sequence[Example]) -> np.ndarray:
-    return np.fromiter(map(attrgetter("index"), examples), dtype=np.int64, count=len(examples))
-
-
-def _preview(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def _where(ex: Example) -> str:
-    return f"row {ex.index}" + (f" in dataset {ex.source!r}" if ex.source else "")
-
-
-def _contexts(strategy: PairingStrategy, examples: Sequence[Example]) -> list[str]:
-    """Every row's context; a row without one is a MIPODataError (requests()/pair() may run without validate())."""
-    contexts = list(map(attrgetter("context"), examples))
-    for pos, c in enumerate(contexts):
-        if not c or c.isspace():
-            ex = examples[pos]
-            raise MIPODataError(
-                f"pairing strategy {strategy.name!r} needs a user context in every row, this one has none; "
-                "set the context field (mipo.datasets[].context_field) or use strategy mismatched_prompt",
-                row=ex.index, field="context", source=ex.source or None,
-            )
-    return contexts
-
-
-def _require(strategy: PairingStrategy, examples: Sequence[Example], responses: Mapping[GenRequest, str],
-             requests: Sequence[GenRequest]) -> None:
-    """Refuse, naming the row, a request that has no generated response."""
-    for req in requests:
-        if req not in responses:
-            ex = examples[req.row]
-            raise MIPODataError(
-                f"pairing strategy {strategy.name!r} has no generated response for {req}; generate every request "
-                "that requests() listed (with the same rows and seed) before calling pair()",
-                row=ex.index, field="response", source=ex.source or None,
-            )
 
 
 @register_strategy
@@ -117,9 +58,9 @@ class DropContext(PairingStrategy):
     generations_per_row = 2
 
     def _plan(self, examples: Sequence[Example]) -> tuple[list[str], list[GenRequest], list[GenRequest]]:
-        contexts = _contexts(self, examples)
+        contexts = row_contexts(self, examples)
         rows = range(len(examples))
-        with _no_gc():
+        with no_gc():
             return contexts, list(map(GenRequest, rows, contexts)), list(map(GenRequest, rows, repeat(None)))
 
     def requests(self, examples: Sequence[Example], seed: int) -> list[GenRequest]:
@@ -130,9 +71,9 @@ class DropContext(PairingStrategy):
 
     def pair(self, examples: Sequence[Example], responses: Mapping[GenRequest, str], seed: int) -> list[Pair]:
         contexts, chosen, rejected = self._plan(examples)
-        _require(self, examples, responses, chosen)
-        _require(self, examples, responses, rejected)
-        with _no_gc():
+        require_responses(self, examples, responses, chosen)
+        require_responses(self, examples, responses, rejected)
+        with no_gc():
             return list(map(Pair, range(len(examples)), contexts, chosen, rejected))
 
 
@@ -156,7 +97,7 @@ class SwapContext(PairingStrategy):
     generations_per_row = 2
 
     def _plan(self, examples: Sequence[Example], seed: int):
-        contexts = _contexts(self, examples)
+        contexts = row_contexts(self, examples)
         first: dict[str, int] = {}
         setdefault = first.setdefault
         ctx_ids = np.fromiter((setdefault(c, len(first)) for c in contexts), dtype=np.int64, count=len(contexts))
@@ -171,7 +112,7 @@ class SwapContext(PairingStrategy):
         own = list(map(canon.__getitem__, ctx_ids.tolist()))
         other = list(map(canon.__getitem__, ctx_ids[partner].tolist()))
         rows = range(len(examples))
-        with _no_gc():
+        with no_gc():
             chosen = list(map(GenRequest, rows, own))
             rejected = list(map(GenRequest, rows, other))
         return own, partner, chosen, rejected
@@ -201,10 +142,10 @@ class SwapContext(PairingStrategy):
 
     def pair(self, examples: Sequence[Example], responses: Mapping[GenRequest, str], seed: int) -> list[Pair]:
         own, partner, chosen, rejected = self._plan(examples, seed)
-        _require(self, examples, responses, chosen)
-        _require(self, examples, responses, rejected)
-        partner_index = _row_indices(examples)[partner].tolist()
-        with _no_gc():
+        require_responses(self, examples, responses, chosen)
+        require_responses(self, examples, responses, rejected)
+        partner_index = row_indices(examples)[partner].tolist()
+        with no_gc():
             meta = [{"partner_row": j, "partner_index": k} for j, k in zip(partner.tolist(), partner_index)]
             return list(map(Pair, range(len(examples)), own, chosen, rejected, meta))
 
@@ -241,7 +182,7 @@ class MismatchedPrompt(PairingStrategy):
         # row; the same count comes from the prompt ids computed here anyway.
         if not examples:
             super().validate(examples)
-        prompt_ids = _prompt_ids(examples)
+        prompt_ids = prompt_keys(examples)
         distinct = int(prompt_ids.max()) + 1
         if distinct < self.min_distinct_prompts:
             raise MIPOStrategyError(
@@ -256,28 +197,28 @@ class MismatchedPrompt(PairingStrategy):
             ex = examples[row]
             raise MIPOStrategyError(
                 f"pairing strategy {self.name!r} pairs each row with a row of a different prompt, but the prompt "
-                f"of {_where(ex)} ({_preview(' | '.join(c for _, c in ex.messages))}) is shared by {count} of {n} "
+                f"of {where(ex)} ({preview(' | '.join(c for _, c in ex.messages))}) is shared by {count} of {n} "
                 "rows, more than half; deduplicate that prompt or add rows with other prompts"
             )
 
     def requests(self, examples: Sequence[Example], seed: int) -> list[GenRequest]:
-        with _no_gc():
+        with no_gc():
             return list(map(GenRequest, range(len(examples)), repeat(None)))
 
     def _partners(self, examples: Sequence[Example], responses: Mapping[GenRequest, str], seed: int,
                   reqs: list[GenRequest]) -> np.ndarray:
-        prompt_ids = _prompt_ids(examples)
+        prompt_ids = prompt_keys(examples)
         self._check_prompts(examples, prompt_ids)
         raw = list(map(responses.get, reqs))
         if None in raw:
-            _require(self, examples, responses, [reqs[raw.index(None)]])
+            require_responses(self, examples, responses, [reqs[raw.index(None)]])
         texts = [t.strip() for t in raw]
         response_ids = factorize(texts)
         row, count, n = dominant_key(response_ids)
         if count > n - count:
             raise MIPOStrategyError(
                 f"pairing strategy {self.name!r} never pairs two identical responses, but the response of "
-                f"{_where(examples[row])} ({_preview(texts[row])}) was generated for {count} of {n} rows, more than "
+                f"{where(examples[row])} ({preview(texts[row])}) was generated for {count} of {n} rows, more than "
                 "half; raise mipo.generation.temperature or max_new_tokens, or add more varied prompts"
             )
         try:
@@ -295,9 +236,9 @@ class MismatchedPrompt(PairingStrategy):
     def pair(self, examples: Sequence[Example], responses: Mapping[GenRequest, str], seed: int) -> list[Pair]:
         reqs = self.requests(examples, seed)
         sigma = self._partners(examples, responses, seed, reqs)
-        partner_index = _row_indices(examples)[sigma].tolist()
+        partner_index = row_indices(examples)[sigma].tolist()
         sigma_list = sigma.tolist()
-        with _no_gc():
+        with no_gc():
             rejected = list(map(reqs.__getitem__, sigma_list))
             meta = [{"partner_row": j, "partner_index": k} for j, k in zip(sigma_list, partner_index)]
             return list(map(Pair, range(len(examples)), repeat(None), reqs, rejected, meta))
