@@ -54,7 +54,8 @@ def test_a_third_party_strategy_gets_the_same_format_check_as_the_built_ins(how,
                                               r"mipo.datasets\[0\].format is 'prompt'"):
         validate_mipo_block({"datasets": prompts, "strategy": ctx})
     with pytest.raises(MIPOConfigError, match=rf"mipo.strategy {plain} is the reasoning variant.*needs format: "
-                                              r"prompt.*; mipo.datasets\[1\].format is 'context_query'"):
+                                              r"prompt or a preset without a user context \(arc, gsm8k, mmlu, svamp\); "
+                                              r"mipo.datasets\[1\].format is 'context_query'"):
         validate_mipo_block({"datasets": prompts + contexts, "strategy": [{"name": plain},
                                                                           {"name": "drop_context"}]})
     assert validate_mipo_block({"datasets": contexts, "strategy": ctx}).strategy == ctx
