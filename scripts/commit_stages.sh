@@ -5,13 +5,14 @@
 # experiments/STUDY/results/stages/* back into runs/STUDY (without seed*/rounds-*/rounds.json, whose weights
 # are gone) and reruns the study's command, which resumes. A training stage is copied only once its
 # evaluation stage exists: alone it would point at an adapter that a lost machine took with it.
+# The generation cache is skipped: its manifest without its shards would only mislead a resumed run.
 set -u
 study=$1; depth=${2:-2}
 cd "$(dirname "$0")/.."
 src=runs/$study; dst=experiments/$study/results/stages
 while true; do
   if [ -d "$src" ]; then
-    (cd "$src" && { find . -maxdepth "$depth" -name '*.json'; find . -path './seed*/rounds-*/rounds.json'; }) |
+    (cd "$src" && { find . -maxdepth "$depth" -name mipo_cache -prune -o -name '*.json' -print; find . -path './seed*/rounds-*/rounds.json'; }) |
       while read -r f; do
         case "$f" in *.train.json) [ -f "$src/${f%.train.json}.json" ] || continue ;; esac
         mkdir -p "$dst/$(dirname "$f")"
