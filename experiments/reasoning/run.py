@@ -50,6 +50,9 @@ SMOKE = {"sizes": {"train": 8, "heldout": 8}, "max_new_tokens": 8, "training": {
          "bootstrap": {"resamples": 200}}
 PRESET = {"numeric": "gsm8k", "choice": "arc"}
 NO_PAIRS = "no usable pairs"  # axolotl_mipo.pipeline.builder's error when every pair was dropped
+# axolotl_mipo.pairing.strategies' refusal when one response covers more than half the rows: mismatched_prompt
+# never pairs two identical responses, so no pairing of those rows exists and MIPO makes no pair at all
+NO_DISTINCT_RESPONSES = "never pairs two identical responses"
 
 
 # ------------------------------------------------------------------ plan
@@ -178,17 +181,23 @@ def evaluate(base: Path, adapter: Path | None, rows, plan: dict, task: str, tok)
 def train_task_arm(d: Path, plan: dict, arm: dict, task: str, seed: int, base: Path, train: Path, shots: Path,
                    cache: Path, threads: int) -> dict:
     """Train one arm on one task. MIPO may keep no pair (every answer the same text): the arm then has no
-    adapter and is recorded as untrained (its model is the base), not as a failure of the study."""
+    adapter and is recorded as untrained (its model is the base), not as a failure of the study. That is
+    either every pair dropped as identical (``partial_prompt``) or ``mismatched_prompt`` refusing to pair
+    rows when one response text covers more than half of them (the reason keeps its count)."""
     cfg = train_config(plan, arm, task, seed, base, train, shots, d, cache)
     existed = (Path(cfg["output_dir"]) / "adapter_model.safetensors").exists()
     try:
         t = train_arm(d, cfg, threads, label=f"seed {seed} {task} {arm['name']}")
     except RuntimeError as exc:
         text = str(exc)
-        if NO_PAIRS not in text:  # the pipeline's MIPODataError, in the failed `axolotl train`'s log tail
+        # the pipeline's MIPODataError or the strategy's refusal, in the failed `axolotl train`'s log tail
+        if NO_PAIRS not in text and NO_DISTINCT_RESPONSES not in text:
             raise
         log(f"seed {seed} {task} {arm['name']}: MIPO kept no pair; the arm's model is the base")
-        return {"adapter": None, "trained": False, "reason": text[-600:], "log": {},
+        # the MIPO error's own line (the log's tail ends with accelerate's traceback)
+        reason = next((ln.strip() for ln in text.splitlines() if NO_PAIRS in ln or NO_DISTINCT_RESPONSES in ln),
+                      text[-600:])
+        return {"adapter": None, "trained": False, "reason": reason, "log": {},
                 "stages": {"train": {"wall_s": 0.0, "cpu_s": 0.0}}, "measured": True}
     metrics = {k: v for k, v in t.training.items() if k not in ("wall_s", "cpu_s")}
     return {"adapter": str(t.adapter), "trained": True, "log": metrics, "measured": not existed,

@@ -92,7 +92,8 @@ def test_an_arm_whose_pairs_are_all_dropped_is_recorded_untrained_and_other_fail
 
     def fail(msg):
         def train_arm(*a, **k):
-            raise RuntimeError(f"axolotl train failed (1); see log:\n... MIPODataError: {msg}")
+            raise RuntimeError(f"axolotl train failed (1); see log:\n... MIPODataError: {msg}\n"
+                               + "Traceback (most recent call last):\n  accelerate ...\n" * 20)
         return train_arm
 
     args = (tmp_path / "arm", plan, arm, "choice", 20, tmp_path, tmp_path / "t.jsonl", tmp_path / "s.jsonl",
@@ -100,6 +101,15 @@ def test_an_arm_whose_pairs_are_all_dropped_is_recorded_untrained_and_other_fail
     monkeypatch.setattr(R, "train_arm", fail("no usable pairs: 8 planned, 0 had an empty response and 8 identical"))
     t = R.train_task_arm(*args)
     assert t["trained"] is False and t["adapter"] is None and "identical" in t["reason"]
+    from axolotl_mipo.pairing import strategies
+
+    assert R.NO_DISTINCT_RESPONSES in Path(strategies.__file__).read_text()
+    monkeypatch.setattr(R, "train_arm", fail(
+        "pairing strategy 'mismatched_prompt' never pairs two identical responses, but the response of row 0 "
+        "('The answer is: A') was generated for 96 of 96 rows, more than half"))
+    t = R.train_task_arm(*args)
+    assert t["trained"] is False and t["adapter"] is None
+    assert t["reason"].startswith("... MIPODataError: pairing strategy") and "96 of 96 rows" in t["reason"]
     monkeypatch.setattr(R, "train_arm", fail("CUDA out of memory"))
     with pytest.raises(RuntimeError, match="out of memory"):
         R.train_task_arm(*args)
