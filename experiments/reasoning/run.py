@@ -189,14 +189,13 @@ def train_task_arm(d: Path, plan: dict, arm: dict, task: str, seed: int, base: P
     try:
         t = train_arm(d, cfg, threads, label=f"seed {seed} {task} {arm['name']}")
     except RuntimeError as exc:
-        text = str(exc)
-        # the pipeline's MIPODataError or the strategy's refusal, in the failed `axolotl train`'s log tail
-        if NO_PAIRS not in text and NO_DISTINCT_RESPONSES not in text:
+        # the pipeline's MIPODataError or the strategy's refusal, in the failed `axolotl train`'s log tail; its own
+        # line is the reason (the tail ends with accelerate's traceback)
+        reason = next((ln.strip() for ln in str(exc).splitlines()
+                       if NO_PAIRS in ln or NO_DISTINCT_RESPONSES in ln), None)
+        if reason is None:
             raise
         log(f"seed {seed} {task} {arm['name']}: MIPO kept no pair; the arm's model is the base")
-        # the MIPO error's own line (the log's tail ends with accelerate's traceback)
-        reason = next((ln.strip() for ln in text.splitlines() if NO_PAIRS in ln or NO_DISTINCT_RESPONSES in ln),
-                      text[-600:])
         return {"adapter": None, "trained": False, "reason": reason, "log": {},
                 "stages": {"train": {"wall_s": 0.0, "cpu_s": 0.0}}, "measured": True}
     metrics = {k: v for k, v in t.training.items() if k not in ("wall_s", "cpu_s")}

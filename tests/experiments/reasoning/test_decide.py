@@ -90,9 +90,9 @@ def test_an_arm_whose_pairs_are_all_dropped_is_recorded_untrained_and_other_fail
     src = Path(builder.__file__).read_text()
     assert R.NO_PAIRS in src  # the message the runner recognises is the pipeline's own
 
-    def fail(msg):
+    def fail(msg, error="MIPODataError"):
         def train_arm(*a, **k):
-            raise RuntimeError(f"axolotl train failed (1); see log:\n... MIPODataError: {msg}\n"
+            raise RuntimeError(f"axolotl train failed (1); see log:\n... {error}: {msg}\n"
                                + "Traceback (most recent call last):\n  accelerate ...\n" * 20)
         return train_arm
 
@@ -106,10 +106,10 @@ def test_an_arm_whose_pairs_are_all_dropped_is_recorded_untrained_and_other_fail
     assert R.NO_DISTINCT_RESPONSES in Path(strategies.__file__).read_text()
     monkeypatch.setattr(R, "train_arm", fail(
         "pairing strategy 'mismatched_prompt' never pairs two identical responses, but the response of row 0 "
-        "('The answer is: A') was generated for 96 of 96 rows, more than half"))
+        "('The answer is: A') was generated for 96 of 96 rows, more than half", error="MIPOStrategyError"))
     t = R.train_task_arm(*args)
     assert t["trained"] is False and t["adapter"] is None
-    assert t["reason"].startswith("... MIPODataError: pairing strategy") and "96 of 96 rows" in t["reason"]
+    assert t["reason"].startswith("... MIPOStrategyError: pairing strategy") and "96 of 96 rows" in t["reason"]
     monkeypatch.setattr(R, "train_arm", fail("CUDA out of memory"))
     with pytest.raises(RuntimeError, match="out of memory"):
         R.train_task_arm(*args)
