@@ -107,29 +107,37 @@ def costs(results: dict, plan: dict) -> dict:
             n = arm["name"]
             steps, wall, cpu, kept, planned, measured, untrained = 0, 0.0, 0.0, 0, 0, True, []
             ev_w = ev_c = 0.0
+            per_seed, reasons = {}, {}
             for s, r in results.items():
                 tr = r[t]["training"][n]
-                steps += tr["log"].get("logged_steps") or 0
-                wall += tr["stages"]["train"]["wall_s"]
-                cpu += tr["stages"]["train"]["cpu_s"]
+                st = tr["log"].get("logged_steps") or 0
+                w, c = tr["stages"]["train"]["wall_s"], tr["stages"]["train"]["cpu_s"]
+                steps, wall, cpu = steps + st, wall + w, cpu + c
+                # Seeds of one study may run on different machines (a study resumed in another session), so
+                # the per-seed figures are what compare arms; the pooled ones mix machines.
+                per_seed[s] = {"steps": st, "wall_s": w, "cpu_s": c, "cpu_s_per_step": c / st if st else None}
                 kept += tr["log"].get("pairs_kept") or 0
                 planned += tr["log"].get("pairs_planned") or 0
                 measured = measured and tr.get("measured", True)
                 if not tr.get("trained", True):
                     untrained.append(s)
+                    # The MIPO error's line: an untrained arm writes no training log, so its planned and
+                    # identical counts live only here.
+                    reasons[s] = tr.get("reason")
                 ev_w += r[t]["arms"][n].get("wall_s") or 0.0
                 ev_c += r[t]["arms"][n].get("cpu_s") or 0.0
             out[f"{n}|{t}"] = {"steps": steps, "train_wall_s": wall, "train_cpu_s": cpu,
                                "wall_s_per_step": wall / steps if steps else None,
                                "cpu_s_per_step": cpu / steps if steps else None, "pairs_planned": planned,
-                               "pairs_kept": kept, "untrained_seeds": untrained, "measured": measured,
+                               "pairs_kept": kept, "untrained_seeds": untrained, "untrained_reasons": reasons,
+                               "per_seed": per_seed, "measured": measured,
                                "evaluation": {"wall_s": ev_w, "cpu_s": ev_c}}
         out[f"base|{t}"] = {"evaluation": {"wall_s": sum(r[t]["base"].get("wall_s") or 0.0 for r in results.values()),
                                            "cpu_s": sum(r[t]["base"].get("cpu_s") or 0.0 for r in results.values())}}
     return out
 
 
-def conclusion(summary: dict, plan: dict) -> str:
+def conclusion(summary: dict, plan: dict, cost: dict | None = None) -> str:
     """The docs' sentence, from the verdicts (the plan's "What the docs say")."""
     fa, tasks = summary["family_a"], list(plan["tasks"])
     names = [a["name"] for a in plan["arms"]]
@@ -149,16 +157,36 @@ def conclusion(summary: dict, plan: dict) -> str:
             cell(n, t) for n in names for t in tasks) + "."
     if harms:
         text += " Harmed: " + ", ".join(f"{t} by `{n}`" for n, t in harms) + "."
+    idle = [(n, t) for n in names for t in tasks if cost is not None
+            and len(cost[f"{n}|{t}"]["untrained_seeds"]) == len(cost[f"{n}|{t}"]["per_seed"])]
+    if idle:
+        text += (" Untrained in every seed (MIPO kept no pair, so the arm's model is the base and its difference is"
+                 " 0 by construction): " + ", ".join(f"{t} with `{n}`" for n, t in idle) + ".")
     return text
+
+
+def stage_totals(results: dict) -> dict:
+    """Wall and CPU seconds of every stage as recorded when it ran (``experiments.harness.stage`` adds them to
+    each stage's JSON), summed over seeds, tasks and models: the whole study's cost, whichever run and machine
+    each stage ran in. A run that only reads its stages back measures next to nothing itself."""
+    wall = cpu = 0.0
+    for r in results.values():
+        for tr in r.values():
+            for st in [tr["base"], *tr["arms"].values(), *tr["training"].values()]:
+                wall += st.get("wall_s") or 0.0
+                cpu += st.get("cpu_s") or 0.0
+    return {"wall_s": wall, "cpu_s": cpu}
 
 
 def report(results: dict, plan: dict, wall: float, cpu: float) -> dict:
     summary = summarize(results, plan)
+    cost = costs(results, plan)
     choice = [t for t in plan["tasks"] if t == "choice"]
     models = [None, *[a["name"] for a in plan["arms"]]]
-    return {"plan": plan, "seeds": list(results), **summary, "costs": costs(results, plan),
+    return {"plan": plan, "seeds": list(results), **summary, "costs": cost,
             "letters": {t: {who or "base": letters(results, t, who) for who in models} for t in choice},
-            "conclusion": conclusion(summary, plan), "wall_s": wall, "cpu_s": cpu, "cores": os.cpu_count(),
+            "conclusion": conclusion(summary, plan, cost), "wall_s": wall, "cpu_s": cpu, "cores": os.cpu_count(),
+            "stage_totals": stage_totals(results),
             "heldout": {t: sum(len(r[t]["base"]["per_row"]["accuracy"]) for r in results.values())
                         for t in plan["tasks"]}}
 
@@ -220,17 +248,29 @@ def markdown(doc: dict, plan: dict) -> str:
         for who, lt in per.items():
             lines.append(f"| {who} | {lt['counts']} | {lt['mode']} ({lt['mode_share']:.2f}) |")
     lines += ["", "## Cost (measured in this run)", "",
-              "| arm | task | pairs kept / planned | optimizer steps | wall s / step | CPU s / step | "
-              "evaluation wall s / CPU s |", "|---|---|---|---|---|---|---|"]
+              "| arm | task | pairs kept / planned (trained seeds) | optimizer steps | wall s / step | CPU s / step | "
+              "CPU s / step per seed | evaluation wall s / CPU s |", "|---|---|---|---|---|---|---|---|"]
+    untrained_lines = []
     for a in plan["arms"]:
         for t in tasks:
             c = doc["costs"][f"{a['name']}|{t}"]
             wps, cps = c["wall_s_per_step"], c["cpu_s_per_step"]
             note = f" (untrained in seeds {c['untrained_seeds']}: no pair kept)" if c["untrained_seeds"] else ""
-            lines.append(f"| {a['name']}{note} | {t} | {c['pairs_kept']} / {c['pairs_planned']} | {c['steps']} | "
+            pairs = ("none trained" if len(c["untrained_seeds"]) == len(c.get("per_seed", {})) and c["untrained_seeds"]
+                     else f"{c['pairs_kept']} / {c['pairs_planned']}")
+            seeds = ", ".join(f"{s}: {'n/a' if v['cpu_s_per_step'] is None else format(v['cpu_s_per_step'], '.1f')}"
+                              for s, v in c.get("per_seed", {}).items())
+            lines.append(f"| {a['name']}{note} | {t} | {pairs} | {c['steps']} | "
                          f"{'n/a' if wps is None else f'{wps:.2f}'} | {'n/a' if cps is None else f'{cps:.2f}'} | "
-                         f"{c['evaluation']['wall_s']:.0f} / {c['evaluation']['cpu_s']:.0f} |")
+                         f"{seeds} | {c['evaluation']['wall_s']:.0f} / {c['evaluation']['cpu_s']:.0f} |")
+            untrained_lines += [f"| {a['name']} | {t} | {s} | {str(why).replace('|', '/')} |"
+                                for s, why in c.get("untrained_reasons", {}).items()]
+    if untrained_lines:
+        lines += ["", "## Untrained arms (the MIPO error, per seed)", "", "| arm | task | seed | reason |",
+                  "|---|---|---|---|", *untrained_lines]
     lines += ["", "## Decision (pre-registered rule)", "", doc["conclusion"], "",
               f"Total {doc['wall_s']:.0f} s wall, {doc['cpu_s']:.0f} CPU-s of this process and its children "
-              f"(stages read back from an earlier run are not counted), {doc['cores']} cores.", ""]
+              f"(stages read back from an earlier run are not counted), {doc['cores']} cores. Every stage as "
+              f"recorded when it ran, whichever run and machine: {doc['stage_totals']['wall_s']:.0f} s wall, "
+              f"{doc['stage_totals']['cpu_s']:.0f} CPU-s.", ""]
     return "\n".join(lines)

@@ -43,12 +43,17 @@ def test_the_committed_plan_is_read_as_the_issue_asks():
 def _model(acc, unp, answers=None):
     n = len(acc)
     return {"per_row": {"accuracy": acc, "unparseable": unp, "limit_hit": [0] * n, "new_tokens": [5] * n},
-            "answers": answers or ["A"] * n, "gold": ["A", "B"] * (n // 2)}
+            "answers": answers or ["A"] * n, "gold": ["A", "B"] * (n // 2), "wall_s": 1.0, "cpu_s": 2.0}
 
 
 def _training(kept=8, trained=True):
-    return {"trained": trained, "log": {"logged_steps": 2 if trained else 0, "pairs_kept": kept, "pairs_planned": 8},
-            "stages": {"train": {"wall_s": 10.0 if trained else 0.0, "cpu_s": 18.0 if trained else 0.0}}}
+    out = {"trained": trained, "log": {"logged_steps": 2 if trained else 0, "pairs_kept": kept, "pairs_planned": 8},
+           "stages": {"train": {"wall_s": 10.0 if trained else 0.0, "cpu_s": 18.0 if trained else 0.0}},
+           "wall_s": 12.0, "cpu_s": 20.0}
+    if not trained:
+        out["log"] = {}
+        out["reason"] = "axolotl_mipo.errors.MIPODataError: no usable pairs: 8 planned, 8 identical"
+    return out
 
 
 def test_report_families_letters_and_an_untrained_arm():
@@ -77,9 +82,22 @@ def test_report_families_letters_and_an_untrained_arm():
     assert lt["mode"] == "A" and lt["mode_share"] == 1.0 and lt["always_mode_accuracy"] == 0.5
     c = doc["costs"]["mismatched_prompt|choice"]
     assert c["untrained_seeds"] == [20, 21] and c["steps"] == 0 and c["cpu_s_per_step"] is None
+    why = _training(0, trained=False)["reason"]
+    assert c["untrained_reasons"] == {20: why, 21: why}
+    assert "Untrained in every seed" in doc["conclusion"] and "choice with `mismatched_prompt`" in doc["conclusion"]
+    assert "partial_prompt`" not in doc["conclusion"].split("Untrained in every seed")[1]
     assert doc["costs"]["partial_prompt|numeric"]["cpu_s_per_step"] == pytest.approx(9.0)
+    assert doc["costs"]["partial_prompt|numeric"]["per_seed"][21] == {"steps": 2, "wall_s": 10.0, "cpu_s": 18.0,
+                                                                       "cpu_s_per_step": 9.0}
     md = D.markdown(doc, plan)
     assert "SMOKE" in md and "untrained in seeds [20, 21]" in md and "| numeric | base | 0.500 | 0.000 |" in md
+    # an arm untrained in every seed planned nothing the log could count: the table says so, not "0 / 0"
+    assert "| mismatched_prompt (untrained in seeds [20, 21]: no pair kept) | choice | none trained |" in md
+    assert "| mismatched_prompt | choice | 21 | axolotl_mipo.errors.MIPODataError: no usable pairs" in md
+    assert "20: 9.0, 21: 9.0" in md
+    # 2 seeds x 2 tasks x (3 evaluations + 2 trainings, an untrained arm's process included), each stage's own
+    assert doc["stage_totals"] == {"wall_s": pytest.approx(4 * (3 * 1.0 + 2 * 12.0)),
+                                   "cpu_s": pytest.approx(4 * (3 * 2.0 + 2 * 20.0))}
 
 
 def test_an_arm_whose_pairs_are_all_dropped_is_recorded_untrained_and_other_failures_raise(monkeypatch, tmp_path):
