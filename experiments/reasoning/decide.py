@@ -113,8 +113,8 @@ def costs(results: dict, plan: dict) -> dict:
                 st = tr["log"].get("logged_steps") or 0
                 w, c = tr["stages"]["train"]["wall_s"], tr["stages"]["train"]["cpu_s"]
                 steps, wall, cpu = steps + st, wall + w, cpu + c
-                # Seeds of one study may run on different machines (a study resumed in another session), so
-                # the per-seed figures are what compare arms; the pooled ones mix machines.
+                # A resumed study's seeds may run on different machines, and a stage may read its generations
+                # from a cache an interrupted run left, so the per-seed figures are what compare arms.
                 per_seed[s] = {"steps": st, "wall_s": w, "cpu_s": c, "cpu_s_per_step": c / st if st else None}
                 kept += tr["log"].get("pairs_kept") or 0
                 planned += tr["log"].get("pairs_planned") or 0
