@@ -137,7 +137,24 @@ def _installed_from_here() -> bool:
 
 @pytest.fixture(scope="session")
 def example_package():
-    """``pip install -e examples/mipo-strategy-example`` into this interpreter's environment (once)."""
+    """``pip install -e examples/mipo-strategy-example`` into this interpreter's environment (once).
+
+    Under ``pytest -n`` (CI) every worker runs session fixtures, so the install holds a lock on this
+    environment: two concurrent ``pip install -e`` of one package into one venv can leave it half-written."""
+    import fcntl
+    import hashlib
+
+    env = hashlib.sha1(sys.prefix.encode()).hexdigest()[:12]
+    lock = Path(tempfile.gettempdir()) / f"mipo-example-install-{env}.lock"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            return _install_example()
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _install_example():
     if not _installed_from_here():
         if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
             pytest.skip("pip is not available in this environment")
