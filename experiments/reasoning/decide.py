@@ -137,6 +137,11 @@ def costs(results: dict, plan: dict) -> dict:
     return out
 
 
+def _untrained_everywhere(c: dict) -> bool:
+    """An arm's cost entry says MIPO kept no pair in any seed (its model is the base throughout)."""
+    return bool(c["untrained_seeds"]) and len(c["untrained_seeds"]) == len(c["per_seed"])
+
+
 def conclusion(summary: dict, plan: dict, cost: dict | None = None) -> str:
     """The docs' sentence, from the verdicts (the plan's "What the docs say")."""
     fa, tasks = summary["family_a"], list(plan["tasks"])
@@ -157,8 +162,7 @@ def conclusion(summary: dict, plan: dict, cost: dict | None = None) -> str:
             cell(n, t) for n in names for t in tasks) + "."
     if harms:
         text += " Harmed: " + ", ".join(f"{t} by `{n}`" for n, t in harms) + "."
-    idle = [(n, t) for n in names for t in tasks if cost is not None
-            and len(cost[f"{n}|{t}"]["untrained_seeds"]) == len(cost[f"{n}|{t}"]["per_seed"])]
+    idle = [(n, t) for n in names for t in tasks if cost is not None and _untrained_everywhere(cost[f"{n}|{t}"])]
     if idle:
         text += (" Untrained in every seed (MIPO kept no pair, so the arm's model is the base and its difference is"
                  " 0 by construction): " + ", ".join(f"{t} with `{n}`" for n, t in idle) + ".")
@@ -256,15 +260,14 @@ def markdown(doc: dict, plan: dict) -> str:
             c = doc["costs"][f"{a['name']}|{t}"]
             wps, cps = c["wall_s_per_step"], c["cpu_s_per_step"]
             note = f" (untrained in seeds {c['untrained_seeds']}: no pair kept)" if c["untrained_seeds"] else ""
-            pairs = ("none trained" if len(c["untrained_seeds"]) == len(c.get("per_seed", {})) and c["untrained_seeds"]
-                     else f"{c['pairs_kept']} / {c['pairs_planned']}")
+            pairs = "none trained" if _untrained_everywhere(c) else f"{c['pairs_kept']} / {c['pairs_planned']}"
             seeds = ", ".join(f"{s}: {'n/a' if v['cpu_s_per_step'] is None else format(v['cpu_s_per_step'], '.1f')}"
-                              for s, v in c.get("per_seed", {}).items())
+                              for s, v in c["per_seed"].items())
             lines.append(f"| {a['name']}{note} | {t} | {pairs} | {c['steps']} | "
                          f"{'n/a' if wps is None else f'{wps:.2f}'} | {'n/a' if cps is None else f'{cps:.2f}'} | "
                          f"{seeds} | {c['evaluation']['wall_s']:.0f} / {c['evaluation']['cpu_s']:.0f} |")
             untrained_lines += [f"| {a['name']} | {t} | {s} | {str(why).replace('|', '/')} |"
-                                for s, why in c.get("untrained_reasons", {}).items()]
+                                for s, why in c["untrained_reasons"].items()]
     if untrained_lines:
         lines += ["", "## Untrained arms (the MIPO error, per seed)", "", "| arm | task | seed | reason |",
                   "|---|---|---|---|", *untrained_lines]
