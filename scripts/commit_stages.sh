@@ -5,14 +5,17 @@
 # experiments/STUDY/results/stages/* back into runs/STUDY (without seed*/rounds-*/rounds.json, whose weights
 # are gone) and reruns the study's command, which resumes. A training stage is copied only once its
 # evaluation stage exists: alone it would point at an adapter that a lost machine took with it.
-# The generation cache is skipped: its manifest without its shards would only mislead a resumed run.
+# The generation cache is skipped: its manifest without its shards would only mislead a resumed run. So is the
+# study's own report.json: `--publish` writes the published one beside stages/, and a copy taken mid-run would
+# be a stale twin of it.
 set -u
 study=$1; depth=${2:-2}
 cd "$(dirname "$0")/.."
 src=runs/$study; dst=experiments/$study/results/stages
 while true; do
   if [ -d "$src" ]; then
-    (cd "$src" && { find . -maxdepth "$depth" -name mipo_cache -prune -o -name '*.json' -print; find . -path './seed*/rounds-*/rounds.json'; }) |
+    (cd "$src" && { find . -maxdepth "$depth" -name mipo_cache -prune -o -path './seed*' -name '*.json' -print
+                    find . -maxdepth 1 -name plan.json; find . -path './seed*/rounds-*/rounds.json'; }) |
       while read -r f; do
         case "$f" in *.train.json) [ -f "$src/${f%.train.json}.json" ] || continue ;; esac
         mkdir -p "$dst/$(dirname "$f")"
